@@ -1,0 +1,474 @@
+//! Phases: a named, keyed unit of work (e.g. `toolchain` for x86_64) made of
+//! stamped steps. A phase whose key is published is skipped at once; a
+//! phase that was interrupted resumes at its first unfinished step; the
+//! output is published by one rename, so it is complete or absent.
+
+use crate::cache::{self, KeyLock};
+use crate::progress::PhaseProgress;
+use crate::util::{create_dir_all, fmt_duration, remove_path, tail_lines, write_atomic};
+use crate::{Arch, Env, Key};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+pub struct Phase<'a> {
+    pub env: &'a Env,
+    pub name: &'static str,
+    pub arch: Option<Arch>,
+    pub key: Key,
+}
+
+#[derive(Debug, Clone)]
+pub struct PhaseOutput {
+    pub name: String,
+    pub arch: Option<Arch>,
+    pub dir: PathBuf,
+    pub key: String,
+    pub cached: bool,
+    /// Wall time of this run (tiny when cached).
+    pub wall: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepTiming {
+    pub step: String,
+    pub secs: f64,
+    /// `built`, `resumed` (continued after an interruption) or `earlier`
+    /// (finished by an earlier, interrupted run of the phase).
+    pub how: String,
+}
+
+/// Written into every published output, and summarized per arch in
+/// `target/nodeos/logs/<arch>/timings.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhaseTimings {
+    pub phase: String,
+    pub arch: String,
+    pub key: String,
+    /// Wall time of the run that built it.
+    pub build_secs: f64,
+    pub steps: Vec<StepTiming>,
+}
+
+impl<'a> Phase<'a> {
+    pub fn new(env: &'a Env, name: &'static str, arch: Option<Arch>, key: Key) -> Phase<'a> {
+        Phase {
+            env,
+            name,
+            arch,
+            key,
+        }
+    }
+
+    pub fn label(&self) -> String {
+        match self.arch {
+            Some(a) => format!("{} {a}", self.name),
+            None => self.name.to_string(),
+        }
+    }
+
+    pub fn out_dir(&self) -> PathBuf {
+        cache::out_dir(self.env, self.name, &self.key.hex())
+    }
+
+    /// The published output, if this key was built before.
+    pub fn cached(&self) -> Option<PathBuf> {
+        let d = self.out_dir();
+        d.is_dir().then_some(d)
+    }
+
+    /// Runs the phase unless its output is already published.
+    pub fn run(self, build: impl FnOnce(&mut StepCtx) -> Result<()>) -> Result<PhaseOutput> {
+        let started = Instant::now();
+        let key = self.key.hex();
+        if let Some(dir) = self.cached() {
+            let out = PhaseOutput {
+                name: self.name.into(),
+                arch: self.arch,
+                dir,
+                key,
+                cached: true,
+                wall: started.elapsed(),
+            };
+            record_timings(self.env, &out)?;
+            return Ok(out);
+        }
+        let label = self.label();
+        let mut progress = PhaseProgress::new(label.clone(), self.env.verbose);
+        let _lock: KeyLock =
+            cache::lock_key(self.env, self.name, &key, &label, &|m| progress.println(m))?;
+        // Another run may have published it while we waited for the lock.
+        if let Some(dir) = self.cached() {
+            progress.println(&format!("  {label}: built by the other run; reusing it"));
+            let out = PhaseOutput {
+                name: self.name.into(),
+                arch: self.arch,
+                dir,
+                key,
+                cached: true,
+                wall: started.elapsed(),
+            };
+            record_timings(self.env, &out)?;
+            return Ok(out);
+        }
+        let build_dir = cache::build_dir(self.env, self.name, self.arch, &key);
+        let meta = build_dir.join(".nodeos");
+        create_dir_all(&meta.join("stamps"))?;
+        let stage = build_dir.join(".nodeos").join("stage");
+        create_dir_all(&stage)?;
+        let log_dir = self.env.log_dir(self.arch);
+        create_dir_all(&log_dir)?;
+        let log_path = log_dir.join(format!("{}.log", self.name));
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening log {}", log_path.display()))?;
+        writeln!(
+            log,
+            "=== {label}: key {key}\n=== build dir {}",
+            build_dir.display()
+        )?;
+        for i in &self.key.inputs {
+            writeln!(log, "=== input {i}")?;
+        }
+        progress.println(&format!(
+            "  {label}: building (log: {})",
+            log_path.display()
+        ));
+        let mut ctx = StepCtx {
+            env: self.env.clone(),
+            phase: self.name,
+            arch: self.arch,
+            build_dir: build_dir.clone(),
+            stage: stage.clone(),
+            log_path: log_path.clone(),
+            log,
+            progress,
+            timings: Vec::new(),
+        };
+        let result = build(&mut ctx);
+        if let Err(e) = result {
+            ctx.progress.finish();
+            let _ = writeln!(ctx.log, "=== FAILED: {e:#}");
+            bail!(
+                "{label} failed: {e:#}\n--- last lines of {} ---\n{}\n--- full log: {} (build dir kept for resuming: {})",
+                log_path.display(),
+                tail_lines(&log_path, 40),
+                log_path.display(),
+                build_dir.display()
+            );
+        }
+        // Publish: record what went in and how long it took, then one rename.
+        let timings = PhaseTimings {
+            phase: self.name.into(),
+            arch: self.arch.map_or("host".into(), |a| a.name().into()),
+            key: key.clone(),
+            build_secs: started.elapsed().as_secs_f64(),
+            steps: ctx.timings.clone(),
+        };
+        write_atomic(
+            &stage.join("timings.json"),
+            &serde_json::to_vec_pretty(&timings)?,
+        )?;
+        write_atomic(
+            &stage.join("inputs.txt"),
+            self.key.inputs.join("\n").as_bytes(),
+        )?;
+        let _ = fs::copy(&log_path, stage.join("build.log"));
+        let out_dir = self.out_dir();
+        create_dir_all(out_dir.parent().expect("out dir has a parent"))?;
+        fs::rename(&stage, &out_dir)
+            .with_context(|| format!("publishing {} to {}", stage.display(), out_dir.display()))?;
+        if std::env::var_os("NODEOS_KEEP_BUILD").is_none() {
+            remove_path(&build_dir)?;
+        }
+        ctx.progress.finish();
+        ctx.progress.println(&format!(
+            "  {label}: done in {}",
+            fmt_duration(started.elapsed())
+        ));
+        let out = PhaseOutput {
+            name: self.name.into(),
+            arch: self.arch,
+            dir: out_dir,
+            key,
+            cached: false,
+            wall: started.elapsed(),
+        };
+        record_timings(self.env, &out)?;
+        Ok(out)
+    }
+}
+
+/// Merges this run's result into `target/nodeos/logs/<arch>/timings.json`.
+fn record_timings(env: &Env, out: &PhaseOutput) -> Result<()> {
+    let path = env.log_dir(out.arch).join("timings.json");
+    let mut all: serde_json::Map<String, serde_json::Value> = fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let built: Option<PhaseTimings> = fs::read(out.dir.join("timings.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    all.insert(
+        out.name.clone(),
+        serde_json::json!({
+            "key": out.key,
+            "cached": out.cached,
+            "this_run_secs": out.wall.as_secs_f64(),
+            "cold_build": built,
+        }),
+    );
+    write_atomic(&path, &serde_json::to_vec_pretty(&all)?)
+}
+
+/// Reads the cold-build timings of a published output.
+pub fn read_timings(out_dir: &Path) -> Option<PhaseTimings> {
+    fs::read(out_dir.join("timings.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// What a phase's build closure works with.
+pub struct StepCtx {
+    pub env: Env,
+    pub phase: &'static str,
+    pub arch: Option<Arch>,
+    build_dir: PathBuf,
+    stage: PathBuf,
+    log_path: PathBuf,
+    log: File,
+    pub progress: PhaseProgress,
+    timings: Vec<StepTiming>,
+}
+
+/// How long before the last heartbeat a file may have been written by the
+/// killed run and still be suspect.
+const SUSPECT_MARGIN: Duration = Duration::from_secs(10);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
+
+impl StepCtx {
+    /// The persistent build directory of this key (survives interruptions).
+    pub fn build_dir(&self) -> &Path {
+        &self.build_dir
+    }
+
+    /// Where the output is assembled; published as a whole on success.
+    pub fn out_dir(&self) -> &Path {
+        &self.stage
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    pub fn log(&mut self, msg: &str) {
+        let _ = writeln!(self.log, "{msg}");
+        if self.env.verbose {
+            self.progress.println(msg);
+        }
+    }
+
+    fn stamp(&self, step: &str) -> PathBuf {
+        self.build_dir
+            .join(".nodeos/stamps")
+            .join(format!("{step}.done"))
+    }
+
+    fn running(&self, step: &str) -> PathBuf {
+        self.build_dir
+            .join(".nodeos/stamps")
+            .join(format!("{step}.running"))
+    }
+
+    /// A step that is re-run from its start if it was interrupted. The
+    /// closure must make that safe (e.g. remove what it extracts into).
+    pub fn step(&mut self, name: &str, f: impl FnOnce(&mut StepCtx) -> Result<()>) -> Result<()> {
+        self.step_impl(name, false, f)
+    }
+
+    /// A step that continues where an interrupted run stopped (e.g. `make`).
+    /// Files written shortly before the interruption may be truncated, so
+    /// they are removed first and the build tool remakes them.
+    pub fn resumable_step(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut StepCtx) -> Result<()>,
+    ) -> Result<()> {
+        self.step_impl(name, true, f)
+    }
+
+    fn step_impl(
+        &mut self,
+        name: &str,
+        resumable: bool,
+        f: impl FnOnce(&mut StepCtx) -> Result<()>,
+    ) -> Result<()> {
+        let stamp = self.stamp(name);
+        if stamp.exists() {
+            let secs = fs::read_to_string(&stamp)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0.0);
+            self.timings.push(StepTiming {
+                step: name.into(),
+                secs,
+                how: "earlier".into(),
+            });
+            return Ok(());
+        }
+        let running = self.running(name);
+        let mut how = "built";
+        if let Ok(m) = fs::metadata(&running) {
+            let last_alive = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            if resumable {
+                let removed = remove_suspect_files(&self.build_dir, last_alive - SUSPECT_MARGIN)?;
+                self.log(&format!(
+                    "=== {name}: resuming after an interruption; removed {} file(s) written just before it",
+                    removed.len()
+                ));
+                for r in removed.iter().take(50) {
+                    self.log(&format!("===   removed {}", r.display()));
+                }
+                how = "resumed";
+            } else {
+                self.log(&format!("=== {name}: restarting after an interruption"));
+            }
+        }
+        self.progress.step(name);
+        self.log(&format!("=== step {name}"));
+        let started = Instant::now();
+        // Heartbeat: its mtime tells a later run when this one was last alive.
+        fs::write(&running, b"")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let hb = {
+            let (stop, running) = (stop.clone(), running.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = File::options()
+                        .write(true)
+                        .open(&running)
+                        .and_then(|f| f.set_modified(SystemTime::now()));
+                    std::thread::sleep(Duration::from_millis(250));
+                    for _ in 0..(HEARTBEAT_EVERY.as_millis() / 250) {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                }
+            })
+        };
+        let result = f(self);
+        stop.store(true, Ordering::Relaxed);
+        let _ = hb.join();
+        result.with_context(|| format!("step {name}"))?;
+        let secs = started.elapsed().as_secs_f64();
+        write_atomic(&stamp, format!("{secs:.1}\n").as_bytes())?;
+        let _ = fs::remove_file(&running);
+        self.log(&format!(
+            "=== step {name} done in {}",
+            fmt_duration(started.elapsed())
+        ));
+        self.timings.push(StepTiming {
+            step: name.into(),
+            secs,
+            how: how.into(),
+        });
+        Ok(())
+    }
+
+    /// Runs a command with its output going to the phase log (and the
+    /// terminal with -v). Fails with the command line and exit status; the
+    /// phase adds the log tail.
+    pub fn run(&mut self, cmd: impl Into<Command>) -> Result<()> {
+        let mut cmd: Command = cmd.into();
+        let shown = format!("{cmd:?}");
+        self.log(&format!("$ {shown}"));
+        let (reader, writer) = std::io::pipe().context("creating a pipe")?;
+        cmd.stdin(Stdio::null())
+            .stdout(writer.try_clone()?)
+            .stderr(writer);
+        // SAFETY: prctl is async-signal-safe. If this process dies, the
+        // direct child gets SIGKILL instead of running on unsupervised.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().with_context(|| format!("starting {shown}"))?;
+        drop(cmd); // closes our copies of the pipe's write end
+        let mut lines = BufReader::new(reader);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match lines.read_until(b'\n', &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {
+                    let _ = self.log.write_all(&buf);
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end();
+                    if self.env.verbose {
+                        self.progress.println(line);
+                    }
+                    if !line.is_empty() {
+                        self.progress.line(line);
+                    }
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    return Err(e).context("reading command output");
+                }
+            }
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("command failed ({status}): {shown}");
+        }
+        Ok(())
+    }
+
+    /// An xshell shell rooted in the build dir, for commands that read like
+    /// the shell lines they run; pass them to [`StepCtx::run`].
+    pub fn shell(&self) -> Result<xshell::Shell> {
+        let sh = xshell::Shell::new()?;
+        sh.change_dir(&self.build_dir);
+        Ok(sh)
+    }
+}
+
+/// Removes regular files under `dir` modified at or after `since`, except
+/// the engine's own metadata. Returns what it removed.
+fn remove_suspect_files(dir: &Path, since: SystemTime) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let meta = dir.join(".nodeos");
+    for e in walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_entry(|e| e.path() != meta)
+    {
+        let e = match e {
+            Ok(e) => e,
+            Err(_) => continue,
+        };
+        if !e.file_type().is_file() {
+            continue;
+        }
+        if let Ok(m) = e.metadata() {
+            if m.modified().map(|t| t >= since).unwrap_or(false) {
+                fs::remove_file(e.path())
+                    .with_context(|| format!("removing {}", e.path().display()))?;
+                removed.push(e.into_path());
+            }
+        }
+    }
+    Ok(removed)
+}
