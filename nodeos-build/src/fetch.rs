@@ -352,9 +352,13 @@ pub fn http_download(url: &str, dest: &Path, sha256: &str, scratch: &Path) -> Re
         let mut buf = vec![0u8; 1 << 16];
         let mut got = 0u64;
         loop {
-            let n = reader
-                .read(&mut buf)
-                .with_context(|| format!("reading {url}"))?;
+            let n = match reader.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) => bail!(
+                    "truncated download: the transfer broke off after {got}{} bytes ({e})",
+                    expected_len.map(|l| format!(" of {l}")).unwrap_or_default()
+                ),
+            };
             if n == 0 {
                 break;
             }

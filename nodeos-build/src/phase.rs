@@ -101,7 +101,7 @@ impl<'a> Phase<'a> {
             return Ok(out);
         }
         let label = self.label();
-        let mut progress = PhaseProgress::new(label.clone(), self.env.verbose);
+        let progress = PhaseProgress::new(label.clone(), self.env.verbose);
         let _lock: KeyLock =
             cache::lock_key(self.env, self.name, &key, &label, &|m| progress.println(m))?;
         // Another run may have published it while we waited for the lock.

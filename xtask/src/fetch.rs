@@ -19,7 +19,14 @@ pub fn run(a: FetchArgs) -> Result<()> {
     // accepted so that per-arch sources can join later.
     let _ = a.common.arches();
     let inputs = toolchain::fetch_inputs(&mut fetcher)?;
-    for r in [&inputs.binutils, &inputs.gcc, &inputs.musl, &inputs.linux] {
+    let node = nodeos_build::fetch::ensure(&mut fetcher, &node_static::manifest(), "node")?;
+    for r in [
+        &inputs.binutils,
+        &inputs.gcc,
+        &inputs.musl,
+        &inputs.linux,
+        &node,
+    ] {
         for s in r.all() {
             println!("ok  {:<46} {} ({})", s.file, &s.sha256[..16], s.variant);
         }

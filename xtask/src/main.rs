@@ -3,6 +3,7 @@
 
 mod doctor;
 mod fetch;
+mod node_cmd;
 mod toolchain_cmd;
 
 use anyhow::Result;
@@ -67,6 +68,8 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Build the GCC + binutils + musl cross toolchains
     Toolchain(toolchain_cmd::ToolchainArgs),
+    /// Build the fully static Node.js (and the toolchain it needs)
+    Node(node_cmd::NodeArgs),
     /// Remove cached phase outputs and build dirs (downloads are kept)
     Clean(fetch::CleanArgs),
 }
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         Command::Fetch(a) => fetch::run(a),
         Command::Doctor(a) => doctor::run(a),
         Command::Toolchain(a) => toolchain_cmd::run(a),
+        Command::Node(a) => node_cmd::run(a),
         Command::Clean(a) => fetch::clean(a),
     };
     match result {

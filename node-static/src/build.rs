@@ -1,0 +1,369 @@
+//! The steps that build a static node: prepare the tree (restoring what a
+//! Debian repack removed), build brotli, configure, make the `node` target
+//! (resumable), install stripped + unstripped, check on the host.
+
+use crate::checks;
+use crate::recipe::{self, ConfigurePaths, Recipe};
+use anyhow::{bail, Context, Result};
+use nodeos_build::fetch::{verify, Resolved};
+use nodeos_build::util::{create_dir_all, remove_path};
+use nodeos_build::{tree, Arch, Source, StepCtx};
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use toolchain::Toolchain;
+
+fn verified(ctx: &StepCtx, s: &Source) -> Result<PathBuf> {
+    let p = ctx.env.dl_dir.join(&s.file);
+    verify(&p, &s.sha256)?;
+    Ok(p)
+}
+
+fn with_source<'a>(node: &'a Resolved, name: &str) -> Result<&'a Source> {
+    node.with_named(name).with_context(|| {
+        format!(
+            "the {} variant of node needs source '{name}'",
+            node.variant()
+        )
+    })
+}
+
+/// Debian's python3, not a pyenv shim (node's configure picks the first
+/// python3.x on PATH, and a broken shim there fails it).
+fn python() -> PathBuf {
+    let system = PathBuf::from("/usr/bin/python3");
+    if system.is_file() {
+        system
+    } else {
+        nodeos_build::host::which("python3").unwrap_or(system)
+    }
+}
+
+pub fn build(ctx: &mut StepCtx, arch: Arch, node: &Resolved, tc: &Toolchain) -> Result<()> {
+    let recipe = Recipe::builtin();
+    let variant = recipe.variant(node.variant())?.clone();
+    let b = ctx.build_dir().to_path_buf();
+    let src = b.join("node");
+    let launcher = ctx.env.cc_launcher()?;
+    let py = python();
+    let mut env = recipe::build_env(&tc.env_vars(), launcher.as_deref(), &py);
+    if launcher
+        .as_deref()
+        .is_some_and(|l| l.ends_with("ccache") && !l.ends_with("sccache"))
+    {
+        // One cache for every build dir and checkout: paths under the tree
+        // are hashed relative to it, so a fresh build dir hits.
+        env.push((
+            "CCACHE_DIR".into(),
+            nodeos_build::cache::ccache_dir(&ctx.env)
+                .display()
+                .to_string(),
+        ));
+        env.push(("CCACHE_BASEDIR".into(), src.display().to_string()));
+        env.push(("CCACHE_NOHASHDIR".into(), "true".into()));
+        env.push((
+            "CCACHE_MAXSIZE".into(),
+            std::env::var("CCACHE_MAXSIZE").unwrap_or_else(|_| "20G".into()),
+        ));
+    }
+    let cmd = |program: &str, cwd: &Path| {
+        let mut c = Command::new(program);
+        c.current_dir(cwd);
+        for v in [
+            "CFLAGS",
+            "CXXFLAGS",
+            "CPPFLAGS",
+            "LDFLAGS",
+            "MAKEFLAGS",
+            "MFLAGS",
+            "LD_LIBRARY_PATH",
+        ] {
+            c.env_remove(v);
+        }
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        c
+    };
+
+    ctx.step("prepare-source", |ctx| {
+        prepare_source(ctx, node, &variant, &src)
+    })?;
+
+    let brotli_dir = b.join("brotli");
+    if let Some(brotli_src) = &variant.brotli {
+        let s = with_source(node, brotli_src)?.clone();
+        ctx.step("brotli", |ctx| {
+            build_brotli(
+                ctx,
+                &verified(ctx, &s)?,
+                &b.join("brotli-src"),
+                &brotli_dir,
+                tc,
+            )
+        })?;
+    }
+    let icu = match &variant.icu {
+        Some(name) => Some(verified(ctx, with_source(node, name)?)?),
+        None => None,
+    };
+    let paths = ConfigurePaths {
+        brotli: variant.brotli.as_ref().map(|_| brotli_dir.clone()),
+        icu_source: icu,
+    };
+    let args = recipe::configure_args(&recipe, arch, node.variant(), &paths)?;
+    ctx.step("configure", |ctx| {
+        let mut c = cmd(&py.display().to_string(), &src);
+        c.arg("configure.py").args(&args);
+        ctx.run(c)
+    })?;
+
+    let total = count_target_objects(&src.join("out"));
+    let obj_dir = src.join("out/Release/obj.target");
+    let last = Cell::new((Instant::now() - Duration::from_secs(60), 0u64));
+    ctx.progress.set_counter(Some(Box::new(move || {
+        // Walking thousands of files: at most every 10 s.
+        let (when, n) = last.get();
+        let n = if when.elapsed() >= Duration::from_secs(10) {
+            let n = count_files(&obj_dir, "o");
+            last.set((Instant::now(), n));
+            n
+        } else {
+            n
+        };
+        total.map(|t| (n.min(t), t))
+    })));
+    let jobs = ctx.env.jobs;
+    let target = recipe.make_target.clone();
+    let made = ctx.resumable_step("make", |ctx| {
+        let mut c = cmd("make", &src);
+        c.args([
+            "-C",
+            "out",
+            "BUILDTYPE=Release",
+            &format!("-j{jobs}"),
+            &target,
+        ]);
+        ctx.run(c)
+    });
+    ctx.progress.set_counter(None);
+    made?;
+
+    ctx.step("install", |ctx| {
+        let built = src.join("out/Release/node");
+        let out = ctx.out_dir().to_path_buf();
+        std::fs::copy(&built, out.join("node.unstripped"))?;
+        let mut c = Command::new(tc.tool("strip"));
+        c.arg("-o").arg(out.join("node")).arg(&built);
+        ctx.run(c)?;
+        std::fs::copy(src.join("config.gypi"), out.join("config.gypi"))?;
+        Ok(())
+    })?;
+    ctx.step("check", |ctx| {
+        let out = ctx.out_dir().to_path_buf();
+        for bin in ["node", "node.unstripped"] {
+            nodeos_build::elf::check_static(&out.join(bin), arch)?;
+        }
+        let report = checks::run(&out.join("node"), arch, &node.main.version)?;
+        for (k, v) in &report.lines {
+            ctx.log(&format!("check {k} = {v}"));
+        }
+        Ok(())
+    })
+}
+
+/// Unpacks the Node tree and, for a repacked variant, restores what the
+/// repack removed: components, the distribution's patch series, the JS
+/// builtins (with their version headers); then the project's patches.
+pub fn prepare_source(
+    ctx: &mut StepCtx,
+    node: &Resolved,
+    variant: &recipe::Variant,
+    src: &Path,
+) -> Result<()> {
+    let b = src
+        .parent()
+        .expect("the tree is inside the build dir")
+        .to_path_buf();
+    let archive = verified(ctx, &node.main)?;
+    tree::extract(ctx, &archive, src)?;
+    for comp in &variant.components {
+        let s = with_source(node, &comp.source)?;
+        let a = verified(ctx, s)?;
+        tree::extract(ctx, &a, &src.join(&comp.dir))?;
+    }
+    if let Some(series_src) = &variant.patch_series {
+        let a = verified(ctx, with_source(node, series_src)?)?;
+        let pkg = b.join("debian-package");
+        remove_path(&pkg)?;
+        create_dir_all(&pkg)?;
+        let mut c = Command::new("tar");
+        c.arg("-xf").arg(&a).arg("-C").arg(&pkg);
+        ctx.run(c)?;
+        let patches = pkg.join("debian/patches");
+        let series = std::fs::read_to_string(patches.join("series"))
+            .context("reading debian/patches/series")?;
+        for name in series
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let name = name.split_whitespace().next().expect("non-empty line");
+            tree::apply_patch(ctx, src, &patches.join(name), 1)?;
+        }
+    }
+    for bi in &variant.builtins {
+        let deb = verified(ctx, with_source(node, &bi.source)?)?;
+        let dest = src.join(&bi.to);
+        create_dir_all(dest.parent().expect("under deps/"))?;
+        extract_from_deb(ctx, &deb, &bi.from, &dest)?;
+        if let Some(vh) = &bi.version_header {
+            set_version_header(&src.join(&vh.file), &vh.version)?;
+        }
+    }
+    let n = tree::apply_series(ctx, src, "node", &node.main.version)?;
+    ctx.log(&format!("applied {n} project patch(es) to node"));
+    Ok(())
+}
+
+fn extract_from_deb(ctx: &mut StepCtx, deb: &Path, member: &str, dest: &Path) -> Result<()> {
+    let mut c = Command::new("sh");
+    c.args([
+        "-c",
+        "dpkg-deb --fsys-tarfile \"$1\" | tar -xO \"./$2\" > \"$3\"",
+        "sh",
+    ])
+    .arg(deb)
+    .arg(member)
+    .arg(dest);
+    ctx.run(c)
+        .with_context(|| format!("extracting {member} from {}", deb.display()))
+}
+
+/// Rewrites the version string of a `#define X_VERSION "a.b.c"` header, as
+/// Debian's rules do, so process.versions tells the truth.
+pub fn set_version_header(path: &Path, version: &str) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut found = false;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("#define ") && l.contains("_VERSION \"") {
+                found = true;
+                let head = &l[..l.find('"').expect("checked")];
+                format!("{head}\"{version}\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !found {
+        bail!("{} has no #define …_VERSION \"…\" line", path.display());
+    }
+    std::fs::write(path, out.join("\n") + "\n")?;
+    Ok(())
+}
+
+/// brotli's C sources compiled with the target toolchain into three static
+/// libraries, as node's --shared-brotli expects.
+fn build_brotli(
+    ctx: &mut StepCtx,
+    archive: &Path,
+    src: &Path,
+    out: &Path,
+    tc: &Toolchain,
+) -> Result<()> {
+    tree::extract(ctx, archive, src)?;
+    remove_path(out)?;
+    create_dir_all(&out.join("lib"))?;
+    let objs = out.join("obj");
+    for part in ["common", "dec", "enc"] {
+        let dir = objs.join(part);
+        create_dir_all(&dir)?;
+        let mut sources: Vec<PathBuf> = std::fs::read_dir(src.join("c").join(part))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "c"))
+            .collect();
+        sources.sort();
+        let mut objects = Vec::new();
+        for s in &sources {
+            let o = dir.join(s.file_stem().expect("file").to_string_lossy().to_string() + ".o");
+            let mut c = Command::new(tc.tool("gcc"));
+            c.args(["-O2", "-c"])
+                .arg("-I")
+                .arg(src.join("c/include"))
+                .arg(s)
+                .arg("-o")
+                .arg(&o);
+            ctx.run(c)?;
+            objects.push(o);
+        }
+        let mut c = Command::new(tc.tool("ar"));
+        c.arg("rcs")
+            .arg(out.join("lib").join(format!("libbrotli{part}.a")))
+            .args(&objects);
+        ctx.run(c)?;
+    }
+    let mut c = Command::new("cp");
+    c.arg("-R")
+        .arg(src.join("c/include"))
+        .arg(out.join("include"));
+    ctx.run(c)
+}
+
+/// Objects the target makefiles will compile (`$(obj).target/…o` entries);
+/// host-side copies (`*.host.mk`) are not built for the `node` target.
+fn count_target_objects(out: &Path) -> Option<u64> {
+    let mut n = 0u64;
+    for e in walkdir::WalkDir::new(out).into_iter().flatten() {
+        let name = e.file_name().to_string_lossy();
+        if name.ends_with(".target.mk") {
+            if let Ok(text) = std::fs::read_to_string(e.path()) {
+                n += text
+                    .lines()
+                    .filter(|l| {
+                        l.trim_start().starts_with("$(obj).target/")
+                            && l.trim_end()
+                                .trim_end_matches('\\')
+                                .trim_end()
+                                .ends_with(".o")
+                    })
+                    .count() as u64;
+            }
+        }
+    }
+    (n > 0).then_some(n)
+}
+
+fn count_files(dir: &Path, ext: &str) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == ext))
+        .count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_header_rewrite() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("acorn_version.h");
+        std::fs::write(
+            &p,
+            "// gen\n#ifndef A\n#define ACORN_VERSION \"8.11.3\"\n#endif\n",
+        )
+        .unwrap();
+        set_version_header(&p, "8.8.1").unwrap();
+        assert!(std::fs::read_to_string(&p)
+            .unwrap()
+            .contains("#define ACORN_VERSION \"8.8.1\""));
+        std::fs::write(&p, "nothing\n").unwrap();
+        assert!(set_version_header(&p, "1").is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! The Node recipe (recipe.toml) and the configure line it becomes.
+
+use anyhow::{bail, Context, Result};
+use nodeos_build::Arch;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub recipe_version: u32,
+    pub make_target: String,
+    pub configure: Vec<String>,
+    pub arch: BTreeMap<String, ArchFlags>,
+    pub variants: BTreeMap<String, Variant>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchFlags {
+    pub configure: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    #[serde(default)]
+    pub configure: Vec<String>,
+    #[serde(default)]
+    pub components: Vec<Component>,
+    pub patch_series: Option<String>,
+    pub brotli: Option<String>,
+    pub icu: Option<String>,
+    #[serde(default)]
+    pub builtins: Vec<Builtin>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    pub source: String,
+    pub dir: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Builtin {
+    /// A `.deb` source of the manifest.
+    pub source: String,
+    /// Path inside the package's data.
+    pub from: String,
+    /// Path in the Node tree (under deps/).
+    pub to: String,
+    pub version_header: Option<VersionHeader>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionHeader {
+    pub file: String,
+    pub version: String,
+}
+
+impl Recipe {
+    pub fn builtin() -> Recipe {
+        Self::parse(include_str!("../recipe.toml"))
+            .expect("node-static/recipe.toml is valid (tested)")
+    }
+
+    pub fn parse(text: &str) -> Result<Recipe> {
+        let r: Recipe = toml::from_str(text).context("parsing the node recipe")?;
+        for name in r.arch.keys() {
+            name.parse::<Arch>()
+                .map_err(|e| anyhow::anyhow!("node recipe arch {name}: {e}"))?;
+        }
+        for (vname, v) in &r.variants {
+            for b in &v.builtins {
+                if !b.to.starts_with("deps/") || b.to.contains("..") {
+                    bail!(
+                        "node recipe variant {vname}: builtin target {} must be a path under deps/",
+                        b.to
+                    );
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    pub fn variant(&self, name: &str) -> Result<&Variant> {
+        self.variants
+            .get(name)
+            .with_context(|| format!("the node recipe has no variant '{name}'"))
+    }
+
+    fn arch_flags(&self, arch: Arch) -> Result<&ArchFlags> {
+        self.arch
+            .get(arch.name())
+            .with_context(|| format!("the node recipe has no entry for {arch}"))
+    }
+}
+
+/// Where the variant's restored pieces are on disk.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigurePaths {
+    /// The static brotli build: `include/` and `lib/`.
+    pub brotli: Option<PathBuf>,
+    /// The ICU source tarball.
+    pub icu_source: Option<PathBuf>,
+}
+
+/// `./configure` arguments for one arch and variant.
+pub fn configure_args(
+    recipe: &Recipe,
+    arch: Arch,
+    variant: &str,
+    paths: &ConfigurePaths,
+) -> Result<Vec<String>> {
+    let v = recipe.variant(variant)?;
+    let mut args = recipe.configure.clone();
+    args.extend(recipe.arch_flags(arch)?.configure.iter().cloned());
+    args.extend(v.configure.iter().cloned());
+    if v.brotli.is_some() {
+        let b = paths
+            .brotli
+            .as_deref()
+            .context("the variant builds brotli, but no brotli dir was given")?;
+        args.push("--shared-brotli".into());
+        args.push(format!(
+            "--shared-brotli-includes={}",
+            b.join("include").display()
+        ));
+        args.push(format!(
+            "--shared-brotli-libpath={}",
+            b.join("lib").display()
+        ));
+        args.push("--shared-brotli-libname=brotlidec,brotlienc,brotlicommon".into());
+    }
+    if v.icu.is_some() {
+        let icu = paths
+            .icu_source
+            .as_deref()
+            .context("the variant uses an ICU source, but none was given")?;
+        args.push(format!("--with-icu-source={}", icu.display()));
+    }
+    Ok(args)
+}
+
+/// Environment for configure and make: the target toolchain as both the
+/// target and the "host" compiler. This x86 host runs static i686 and
+/// x86_64 binaries, so mksnapshot and torque run and the snapshot is kept.
+pub fn build_env(
+    tools: &[(&'static str, PathBuf)],
+    launcher: Option<&str>,
+    python: &Path,
+) -> Vec<(String, String)> {
+    let get = |k: &str| {
+        tools
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, p)| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let wrap = |p: String| match launcher {
+        Some(l) => format!("{l} {p}"),
+        None => p,
+    };
+    let (cc, cxx) = (wrap(get("CC")), wrap(get("CXX")));
+    let mut env = vec![
+        ("CC".to_string(), cc.clone()),
+        ("CXX".to_string(), cxx.clone()),
+        ("CC_host".to_string(), cc),
+        ("CXX_host".to_string(), cxx),
+        ("AR".to_string(), get("AR")),
+        ("AR_host".to_string(), get("AR")),
+        ("RANLIB".to_string(), get("RANLIB")),
+        ("RANLIB_host".to_string(), get("RANLIB")),
+        ("LINK".to_string(), get("CXX")),
+        ("LINK_host".to_string(), get("CXX")),
+        // The host's .pc files (e.g. libbrotli-dev) must not leak in.
+        ("PKG_CONFIG".to_string(), "false".to_string()),
+        ("PYTHON".to_string(), python.display().to_string()),
+        ("LC_ALL".to_string(), "C".to_string()),
+    ];
+    env.sort();
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tools() -> Vec<(&'static str, PathBuf)> {
+        ["CC", "CXX", "AR", "RANLIB", "STRIP"]
+            .iter()
+            .map(|k| (*k, PathBuf::from(format!("/tc/bin/x-{}", k.to_lowercase()))))
+            .collect()
+    }
+
+    fn paths() -> ConfigurePaths {
+        ConfigurePaths {
+            brotli: Some("/b/brotli".into()),
+            icu_source: Some("/dl/icu.tgz".into()),
+        }
+    }
+
+    #[test]
+    fn configure_line_per_arch_and_variant() {
+        let r = Recipe::builtin();
+        for (arch, cpu) in [(Arch::I386, "ia32"), (Arch::X86_64, "x64")] {
+            let up = configure_args(&r, arch, "upstream", &ConfigurePaths::default()).unwrap();
+            assert!(up.contains(&"--fully-static".into()));
+            assert!(up.contains(&format!("--dest-cpu={cpu}")));
+            assert!(up.contains(&"--with-intl=small-icu".into()));
+            assert!(
+                !up.iter()
+                    .any(|a| a.contains("brotli") || a.contains("icu-source")),
+                "{up:?}"
+            );
+            let deb = configure_args(&r, arch, "debian", &paths()).unwrap();
+            assert!(deb.contains(&format!("--dest-cpu={cpu}")));
+            assert!(deb.contains(&"--shared-brotli".into()));
+            assert!(deb.contains(&"--shared-brotli-libpath=/b/brotli/lib".into()));
+            assert!(deb.contains(&"--with-icu-source=/dl/icu.tgz".into()));
+            assert!(
+                !deb.iter().any(|a| a.starts_with("--shared-builtin")),
+                "builtins are embedded, never shared"
+            );
+        }
+        assert!(configure_args(&r, Arch::X86_64, "debian", &ConfigurePaths::default()).is_err());
+        assert!(configure_args(&r, Arch::X86_64, "fedora", &paths()).is_err());
+    }
+
+    #[test]
+    fn launcher_wraps_compilers_only() {
+        let py = Path::new("/usr/bin/python3");
+        let plain = build_env(&tools(), None, py);
+        let get =
+            |e: &Vec<(String, String)>, k: &str| e.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        assert_eq!(get(&plain, "CC"), "/tc/bin/x-cc");
+        assert_eq!(get(&plain, "CC_host"), "/tc/bin/x-cc");
+        assert_eq!(get(&plain, "PKG_CONFIG"), "false");
+        let cc = build_env(&tools(), Some("ccache"), py);
+        assert_eq!(get(&cc, "CC"), "ccache /tc/bin/x-cc");
+        assert_eq!(get(&cc, "CXX_host"), "ccache /tc/bin/x-cxx");
+        assert_eq!(get(&cc, "AR"), "/tc/bin/x-ar");
+        assert_eq!(get(&cc, "LINK"), "/tc/bin/x-cxx", "links are not wrapped");
+    }
+
+    #[test]
+    fn builtins_must_land_under_deps() {
+        let text = include_str!("../recipe.toml")
+            .replace("to = \"deps/undici/undici.js\"", "to = \"lib/x.js\"");
+        assert!(format!("{:#}", Recipe::parse(&text).unwrap_err()).contains("under deps/"));
+    }
+}

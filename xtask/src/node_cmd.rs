@@ -1,0 +1,37 @@
+//! `cargo xtask node`
+
+use crate::Common;
+use anyhow::Result;
+use clap::Args;
+use nodeos_build::util::{fmt_duration, fmt_size};
+
+#[derive(Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    common: Common,
+}
+
+pub fn run(a: NodeArgs) -> Result<()> {
+    let env = a.common.env()?;
+    for arch in a.common.arches() {
+        let n = node_static::build(&env, arch)?;
+        let size = |p: &std::path::Path| {
+            std::fs::metadata(p)
+                .map(|m| fmt_size(m.len()))
+                .unwrap_or_default()
+        };
+        let how = if n.output.cached {
+            "cached".to_string()
+        } else {
+            format!("built in {}", fmt_duration(n.output.wall))
+        };
+        println!(
+            "node {arch}: {} v{} ({} stripped, {} unstripped; {how})",
+            n.node.display(),
+            n.version,
+            size(&n.node),
+            size(&n.node_unstripped)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! The command line as users meet it: help, bad input, exit codes.
+
+use std::process::Command;
+
+fn xtask(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn help_lists_working_commands() {
+    let o = xtask(&["--help"]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    for cmd in ["fetch", "doctor", "clean", "toolchain"] {
+        assert!(text.contains(cmd), "--help lacks {cmd}:\n{text}");
+    }
+}
+
+#[test]
+fn unknown_arch_is_one_line_exit_2() {
+    let o = xtask(&["fetch", "--arch", "arm64"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected:\n{err}"
+    );
+    assert!(
+        err.contains("arm64") && err.contains("i386") && err.contains("x86_64"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_flag_and_command_exit_2() {
+    for args in [
+        &["fetch", "--bogus"][..],
+        &["frobnicate"][..],
+        &["toolchain", "-j", "many"][..],
+    ] {
+        let o = xtask(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line expected:\n{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn arch_aliases_and_lists_are_accepted() {
+    // `clean` on an empty cache is a cheap way to exercise parsing.
+    let d = tempfile::tempdir().unwrap();
+    for arch in ["i686", "amd64", "x86,x86_64", "i386"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["clean", "--arch", arch])
+            .env("NODEOS_CACHE_DIR", d.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{arch}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+#[test]
+fn jobs_zero_is_refused_clearly() {
+    let d = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["clean", "-j", "0"])
+        .env("NODEOS_CACHE_DIR", d.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--jobs must be at least 1"));
+}
