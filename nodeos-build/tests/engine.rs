@@ -39,6 +39,9 @@ fn child_entry() {
     let root = PathBuf::from(std::env::var("NODEOS_TEST_ROOT").unwrap());
     let env = test_env(&root);
     let counter = root.join("builds.txt");
+    if scenario == "disk" {
+        return disk_scenario(&env);
+    }
     let out = Phase::new(&env, "slow", None, slow_key())
         .run(|ctx| {
             ctx.step("first", |ctx| {
@@ -307,4 +310,89 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
         .filter(|e| e.file_type().is_file())
         .map(|e| e.into_path())
         .collect()
+}
+
+/// Writes 3 MB in a step; run on a cache dir that is a 1 MB tmpfs.
+fn disk_scenario(env: &Env) {
+    let mut k = Key::new("disk", 1);
+    k.str("size", "3MB");
+    let r = Phase::new(env, "disk", None, k).run(|ctx| {
+        ctx.step("fill", |ctx| {
+            let mut c = Command::new("sh");
+            c.current_dir(ctx.build_dir())
+                .args(["-c", "head -c 3000000 /dev/zero > big.bin"]);
+            ctx.run(c)?;
+            std::fs::rename(
+                ctx.build_dir().join("big.bin"),
+                ctx.out_dir().join("big.bin"),
+            )?;
+            Ok(())
+        })
+    });
+    match r {
+        Ok(out) => println!("RESULT published={}", out.dir.display()),
+        Err(e) => {
+            println!("RESULT error={e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Disk full during a phase: a clear error naming the file, nothing
+/// published, and the next run after space is freed succeeds. The cache is
+/// a small tmpfs mounted in a user namespace (no root needed).
+#[test]
+fn disk_full_fails_clearly_and_recovers() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = d.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let script = r#"
+set -u
+mount -t tmpfs -o size=1m tmpfs "$CACHE" || { echo "MOUNT-FAILED"; exit 0; }
+"$EXE" child_entry --exact --nocapture --test-threads=1 > "$ROOT/first.out" 2>&1
+echo "first=$?"
+ls "$CACHE/out/disk" 2>/dev/null | grep -v '^\.' > "$ROOT/published-after-failure.txt"
+mount -o remount,size=16m "$CACHE"
+"$EXE" child_entry --exact --nocapture --test-threads=1 > "$ROOT/second.out" 2>&1
+echo "second=$?"
+"#;
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
+        .env("CACHE", &cache)
+        .env("EXE", &exe)
+        .env("ROOT", d.path())
+        .env("NODEOS_TEST_CHILD", "disk")
+        .env("NODEOS_TEST_ROOT", d.path())
+        .output()
+        .expect("unshare (util-linux) is needed for this test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("MOUNT-FAILED"),
+        "cannot mount a tmpfs in a user namespace here: {text}"
+    );
+    assert!(
+        text.contains("first=1"),
+        "the full disk must fail the phase: {text}"
+    );
+    let first = std::fs::read_to_string(d.path().join("first.out")).unwrap();
+    assert!(
+        first.contains("No space left on device") && first.contains("big.bin"),
+        "{first}"
+    );
+    assert!(
+        first.contains("disk.log"),
+        "the error names the log: {first}"
+    );
+    let published =
+        std::fs::read_to_string(d.path().join("published-after-failure.txt")).unwrap_or_default();
+    assert!(
+        published.trim().is_empty(),
+        "nothing may be published after a failure: {published}"
+    );
+    assert!(
+        text.contains("second=0"),
+        "the run after freeing space succeeds: {text}\n{}",
+        std::fs::read_to_string(d.path().join("second.out")).unwrap_or_default()
+    );
 }
