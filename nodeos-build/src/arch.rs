@@ -56,6 +56,24 @@ impl Arch {
         }
     }
 
+    /// QEMU `-cpu` model when the default will not do. V8 needs SSE2: QEMU's
+    /// default i386 CPU (qemu32) lacks it and QEMU 7.2 has no pentium4;
+    /// coreduo has SSE2/SSE3. qemu64 (x86_64's default) has both.
+    pub fn qemu_cpu(self) -> Option<&'static str> {
+        match self {
+            Arch::I386 => Some("coreduo"),
+            Arch::X86_64 => None,
+        }
+    }
+
+    /// `uname -m` in the guest (the i386 kernel is built for the 686).
+    pub fn uname_machine(self) -> &'static str {
+        match self {
+            Arch::I386 => "i686",
+            Arch::X86_64 => "x86_64",
+        }
+    }
+
     /// ELF e_machine of binaries for this arch.
     pub fn elf_machine(self) -> u16 {
         match self {

@@ -1,0 +1,44 @@
+/*
+ * A tiny init for the qemu-tests boot tests, built static by the host
+ * compiler (-m32 for i386). It prints known lines, then does what the
+ * variant chosen at compile time says (/init gets no arguments we control):
+ *
+ *   -DVARIANT_EXIT   print "done" and exit 0 (the kernel then panics with
+ *                    "Attempted to kill init! exitcode=0x00000000")
+ *   -DVARIANT_FAIL   exit 7 at once (exitcode=0x00000700)
+ *   -DVARIANT_HANG   print "hanging" and sleep forever
+ *   -DVARIANT_FLOOD  print numbered lines forever, as fast as it can
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#if !defined(VARIANT_EXIT) && !defined(VARIANT_FAIL) && !defined(VARIANT_HANG) && \
+    !defined(VARIANT_FLOOD)
+#error "choose a variant: -DVARIANT_EXIT, -DVARIANT_FAIL, -DVARIANT_HANG or -DVARIANT_FLOOD"
+#endif
+
+int main(void) {
+    struct utsname u;
+    if (uname(&u) != 0)
+        strcpy(u.machine, "unknown");
+    /* stdout is /dev/console, a tty: line buffered, each line goes out. */
+    printf("NODEOS-TINY-INIT start\n");
+    printf("NODEOS-TINY-INIT pid=%d machine=%s\n", (int)getpid(), u.machine);
+#if defined(VARIANT_EXIT)
+    printf("NODEOS-TINY-INIT done\n");
+    return 0;
+#elif defined(VARIANT_FAIL)
+    fflush(stdout);
+    _exit(7);
+#elif defined(VARIANT_HANG)
+    printf("NODEOS-TINY-INIT hanging\n");
+    fflush(stdout);
+    for (;;)
+        pause();
+#elif defined(VARIANT_FLOOD)
+    for (unsigned long i = 0;; i++)
+        printf("NODEOS-TINY-INIT flood %lu the quick brown fox jumps over the lazy dog\n", i);
+#endif
+}
