@@ -377,7 +377,9 @@ pub fn timer_probe() -> Probe {
 /// Returns `Err` only when the prompt never comes (the image did not boot);
 /// a check that fails or gets no answer is a failed [`CheckResult`] (after
 /// a check gets no answer the rest are not run: the REPL is gone).
-pub fn run_node_checks(guest: &mut Guest, exp: &NodeExpectations) -> anyhow::Result<NodeReport> {
+/// Waits for Node's REPL banner and prompt; returns the time from QEMU's
+/// start to the prompt.
+pub fn wait_for_prompt(guest: &mut Guest) -> anyhow::Result<Duration> {
     guest
         .expect(
             Pattern::regex(r"Welcome to Node\.js v?([0-9][0-9.]*)").expect("valid regex"),
@@ -387,11 +389,16 @@ pub fn run_node_checks(guest: &mut Guest, exp: &NodeExpectations) -> anyhow::Res
     guest
         .expect("> ", PROMPT_TIMEOUT)
         .context("the Node REPL printed its banner but no prompt")?;
+    Ok(guest.elapsed())
+}
+
+pub fn run_node_checks(guest: &mut Guest, exp: &NodeExpectations) -> anyhow::Result<NodeReport> {
+    let boot_to_prompt = wait_for_prompt(guest)?;
     let mut report = NodeReport {
         arch: exp.arch,
         accel: guest.accel(),
         checks: Vec::new(),
-        boot_to_prompt: guest.elapsed(),
+        boot_to_prompt,
         total: Duration::ZERO,
         log_path: guest.log_path().to_owned(),
     };
