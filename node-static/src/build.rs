@@ -47,7 +47,8 @@ pub fn build(ctx: &mut StepCtx, arch: Arch, node: &Resolved, tc: &Toolchain) -> 
     let src = b.join("node");
     let launcher = ctx.env.cc_launcher()?;
     let py = python();
-    let mut env = recipe::build_env(&tc.env_vars(), launcher.as_deref(), &py);
+    let cflags = recipe.arch_flags(arch)?.cflags.clone();
+    let mut env = recipe::build_env(&tc.env_vars(), launcher.as_deref(), &py, &cflags);
     if launcher
         .as_deref()
         .is_some_and(|l| l.ends_with("ccache") && !l.ends_with("sccache"))

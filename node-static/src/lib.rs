@@ -50,6 +50,7 @@ pub fn key(env: &Env, arch: Arch, node: &Resolved, toolchain_key: &str) -> Resul
         &recipe::configure_args(&recipe, arch, node.variant(), &paths)?,
     );
     k.str("make_target", &recipe.make_target);
+    k.list("cflags", &recipe.arch_flags(arch)?.cflags);
     k.str("variant-recipe", &format!("{v:?}"));
     for s in node.all() {
         k.source(s);

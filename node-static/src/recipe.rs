@@ -20,6 +20,9 @@ pub struct Recipe {
 #[serde(deny_unknown_fields)]
 pub struct ArchFlags {
     pub configure: Vec<String>,
+    /// Extra C/C++ flags for target and host compiles of this arch.
+    #[serde(default)]
+    pub cflags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -93,7 +96,7 @@ impl Recipe {
             .with_context(|| format!("the node recipe has no variant '{name}'"))
     }
 
-    fn arch_flags(&self, arch: Arch) -> Result<&ArchFlags> {
+    pub fn arch_flags(&self, arch: Arch) -> Result<&ArchFlags> {
         self.arch
             .get(arch.name())
             .with_context(|| format!("the node recipe has no entry for {arch}"))
@@ -153,6 +156,7 @@ pub fn build_env(
     tools: &[(&'static str, PathBuf)],
     launcher: Option<&str>,
     python: &Path,
+    cflags: &[String],
 ) -> Vec<(String, String)> {
     let get = |k: &str| {
         tools
@@ -182,6 +186,12 @@ pub fn build_env(
         ("PYTHON".to_string(), python.display().to_string()),
         ("LC_ALL".to_string(), "C".to_string()),
     ];
+    if !cflags.is_empty() {
+        // gyp's makefiles read these for the target and the host toolset.
+        for var in ["CFLAGS", "CXXFLAGS", "CFLAGS_host", "CXXFLAGS_host"] {
+            env.push((var.to_string(), cflags.join(" ")));
+        }
+    }
     env.sort();
     env
 }
@@ -234,17 +244,19 @@ mod tests {
     #[test]
     fn launcher_wraps_compilers_only() {
         let py = Path::new("/usr/bin/python3");
-        let plain = build_env(&tools(), None, py);
+        let plain = build_env(&tools(), None, py, &[]);
         let get =
             |e: &Vec<(String, String)>, k: &str| e.iter().find(|(n, _)| n == k).unwrap().1.clone();
         assert_eq!(get(&plain, "CC"), "/tc/bin/x-cc");
         assert_eq!(get(&plain, "CC_host"), "/tc/bin/x-cc");
         assert_eq!(get(&plain, "PKG_CONFIG"), "false");
-        let cc = build_env(&tools(), Some("ccache"), py);
+        let cc = build_env(&tools(), Some("ccache"), py, &["-msse2".to_string()]);
         assert_eq!(get(&cc, "CC"), "ccache /tc/bin/x-cc");
         assert_eq!(get(&cc, "CXX_host"), "ccache /tc/bin/x-cxx");
         assert_eq!(get(&cc, "AR"), "/tc/bin/x-ar");
         assert_eq!(get(&cc, "LINK"), "/tc/bin/x-cxx", "links are not wrapped");
+        assert_eq!(get(&cc, "CXXFLAGS_host"), "-msse2");
+        assert!(!plain.iter().any(|(k, _)| k == "CFLAGS"), "no flags, no CFLAGS");
     }
 
     #[test]
