@@ -283,6 +283,12 @@ impl StepCtx {
             .join(format!("{step}.done"))
     }
 
+    fn started(&self, step: &str) -> PathBuf {
+        self.build_dir
+            .join(".nodeos/stamps")
+            .join(format!("{step}.started"))
+    }
+
     fn running(&self, step: &str) -> PathBuf {
         self.build_dir
             .join(".nodeos/stamps")
@@ -330,7 +336,11 @@ impl StepCtx {
         if let Ok(m) = fs::metadata(&running) {
             let last_alive = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
             if resumable {
-                let removed = remove_suspect_files(&self.build_dir, last_alive - SUSPECT_MARGIN)?;
+                // Suspect: written in the last seconds the killed run was alive,
+                // but never before this step began (earlier steps' files are
+                // complete: their stamps say so).
+                let since = (last_alive - SUSPECT_MARGIN).max(step_started_at(&self.started(name)));
+                let removed = remove_suspect_files(&self.build_dir, since)?;
                 self.log(&format!(
                     "=== {name}: resuming after an interruption; removed {} file(s) written just before it",
                     removed.len()
@@ -347,6 +357,10 @@ impl StepCtx {
         self.log(&format!("=== step {name}"));
         let started = Instant::now();
         // Heartbeat: its mtime tells a later run when this one was last alive.
+        // `.started` dates the attempt with the file system's own clock
+        // (coarser than SystemTime::now, and the one other files get);
+        // `.running`'s mtime is the heartbeat.
+        fs::write(self.started(name), b"")?;
         fs::write(&running, b"")?;
         let stop = Arc::new(AtomicBool::new(false));
         let hb = {
@@ -374,6 +388,7 @@ impl StepCtx {
         let secs = started.elapsed().as_secs_f64();
         write_atomic(&stamp, format!("{secs:.1}\n").as_bytes())?;
         let _ = fs::remove_file(&running);
+        let _ = fs::remove_file(self.started(name));
         self.log(&format!(
             "=== step {name} done in {}",
             fmt_duration(started.elapsed())
@@ -444,6 +459,15 @@ impl StepCtx {
         sh.change_dir(&self.build_dir);
         Ok(sh)
     }
+}
+
+/// Just after the interrupted attempt of a step began: files written by
+/// earlier steps are older. The epoch if unknown.
+fn step_started_at(started: &Path) -> SystemTime {
+    fs::metadata(started)
+        .and_then(|m| m.modified())
+        .map(|t| t + Duration::from_nanos(1))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// Removes regular files under `dir` modified at or after `since`, except

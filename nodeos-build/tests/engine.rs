@@ -54,6 +54,8 @@ fn child_entry() {
                 Ok(())
             })?;
             ctx.resumable_step("second", |ctx| {
+                // Written while the step is under way (not in its first tick).
+                std::thread::sleep(Duration::from_millis(50));
                 std::fs::write(ctx.build_dir().join("partial.o"), "half-written")?;
                 let secs = if scenario == "hang" { "60" } else { "2" };
                 let mut c = Command::new("sleep");
