@@ -109,6 +109,13 @@ fn find_source(cache: &Path, dl: &Path) -> PathBuf {
     if let Some(found) = extract_from_downloads(dl) {
         return found;
     }
+    // Nothing local: fetch the kernel phase's pinned Linux source (verified
+    // by sha256) into the download dir, as the kernel phase would.
+    if fetch_linux_source().is_ok() {
+        if let Some(found) = extract_from_downloads(dl) {
+            return found;
+        }
+    }
     panic!(
         "cannot find the kernel's gen_init_cpio, which this test compares our archives with.\n\
          Provide it in one of these ways:\n\
@@ -306,4 +313,15 @@ proptest! {
         let entries = materialize(&valid_subset(specs), dir.path());
         assert_identical(&entries, mtime);
     }
+}
+
+/// Fetches the Linux source the kernel phase uses (same pins, same dirs).
+fn fetch_linux_source() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let env = nodeos_build::Env::new(root, None, false, false)?;
+    let mut fetcher = nodeos_build::fetch::Fetcher::new(&env)?;
+    nodeos_build::fetch::ensure(&mut fetcher, &kernel::manifest(), "linux")?;
+    Ok(())
 }
