@@ -1,6 +1,30 @@
-//! The Linux kernel phase (work in progress: sources only so far).
+//! The Linux kernel phase: a pinned Linux LTS source, configured as
+//! `make tinyconfig` plus the fragments in `kernel/config/`, checked symbol
+//! by symbol, and built with the host compiler into one bzImage per arch.
+//!
+//! The host compiler is enough: the kernel is freestanding (it links no
+//! libc), and the host gcc builds both x86_64 and i386 kernels (`-m32` is
+//! the kernel Makefile's business). The musl toolchain is not needed, so the
+//! kernel can be built while the toolchain is.
 
-use nodeos_build::Manifest;
+mod build;
+pub mod bzimage;
+pub mod config;
+
+use anyhow::{Context, Result};
+use nodeos_build::fetch::{self, Fetcher, Resolved};
+use nodeos_build::{Arch, Env, Key, Manifest, Phase, PhaseOutput};
+use std::path::{Path, PathBuf};
+
+pub use bzimage::{bzimage_info, check_user_bzimage, check_user_bzimage_for, BzImageInfo};
+pub use config::{check_config, parse_fragment, Mismatch};
+
+/// Bumped by hand when the steps below change in a way the key's other
+/// inputs do not show.
+pub const RECIPE_VERSION: u32 = 1;
+
+/// The phase's name in the cache, logs and timings.
+pub const PHASE: &str = "kernel";
 
 /// The Linux sources, shared with the toolchain (UAPI headers).
 pub fn manifest() -> Manifest {
@@ -8,10 +32,264 @@ pub fn manifest() -> Manifest {
         .expect("kernel/sources.toml is valid (tested)")
 }
 
+/// A published kernel.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    pub arch: Arch,
+    pub bzimage: PathBuf,
+    /// The final `.config` the kernel was built with.
+    pub config: PathBuf,
+    /// The kernel's `usr/gen_init_cpio` (a host program), kept for the
+    /// initramfs tests that compare archives with it.
+    pub gen_init_cpio: PathBuf,
+    pub output: PhaseOutput,
+}
+
+impl Kernel {
+    fn at(arch: Arch, output: PhaseOutput) -> Kernel {
+        let dir = &output.dir;
+        Kernel {
+            arch,
+            bzimage: dir.join("bzImage"),
+            config: dir.join("config"),
+            gen_init_cpio: dir.join("gen_init_cpio"),
+            output,
+        }
+    }
+}
+
+/// Where the repository's fragments live.
+pub fn config_dir(env: &Env) -> PathBuf {
+    env.project_root.join("kernel").join("config")
+}
+
+/// The repository's fragments for `arch`, in the order they apply: the
+/// common one, then the arch's own.
+pub fn default_fragments(env: &Env, arch: Arch) -> Vec<PathBuf> {
+    let dir = config_dir(env);
+    vec![
+        dir.join("common.config"),
+        dir.join(format!("{}.config", arch.name())),
+    ]
+}
+
+/// The `make` invocation every kernel step shares, as data: a change here
+/// changes the key.
+pub(crate) fn make_vars(arch: Arch) -> Vec<String> {
+    vec![
+        format!("ARCH={}", arch.kernel_arch()),
+        // Reproducible: no user, host or date of this machine in the image
+        // (they show in `uname -a` and would differ between builders).
+        "KBUILD_BUILD_USER=nodeos".into(),
+        "KBUILD_BUILD_HOST=nodeos".into(),
+        "KBUILD_BUILD_VERSION=1".into(),
+        format!("KBUILD_BUILD_TIMESTAMP={}", build::BUILD_TIMESTAMP),
+    ]
+}
+
+/// The cache key: the source (and any project patches for it), the
+/// fragments' bytes in order, the arch, the make invocation, the host
+/// compiler and linker, and the recipe version.
+pub fn key(env: &Env, arch: Arch, source: &Resolved, fragments: &[PathBuf]) -> Result<Key> {
+    let mut k = Key::new(PHASE, RECIPE_VERSION);
+    k.str("arch", arch.name());
+    for s in source.all() {
+        k.source(s);
+    }
+    let m = &source.main;
+    k.dir(
+        "patches/linux",
+        &env.patches_dir().join(format!("{}-{}", m.name, m.version)),
+    )?;
+    for (i, f) in fragments.iter().enumerate() {
+        // Labelled by position and file name, not path, so the key does not
+        // depend on where the checkout is.
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+        k.file(&format!("fragment/{i}/{}", name.unwrap_or_default()), f)?;
+    }
+    k.list(
+        "extract.exclude",
+        &build::EXTRACT_EXCLUDES
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>(),
+    );
+    k.list("make", &make_vars(arch));
+    k.str("host-cc", &first_line_of("gcc", "--version"));
+    k.str("host-ld", &first_line_of("ld", "--version"));
+    Ok(k)
+}
+
+/// The first line a host tool prints about its version ("unknown" if it
+/// cannot run: the phase's host check reports that properly).
+fn first_line_of(program: &str, arg: &str) -> String {
+    std::process::Command::new(program)
+        .arg(arg)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(String::from))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Returns the kernel for `arch` built from the repository's fragments,
+/// building it if it is not cached, and links
+/// `target/nodeos/<arch>/bzImage` to it.
+pub fn build(env: &Env, arch: Arch) -> Result<Kernel> {
+    let k = build_inner(env, arch, &[])?;
+    nodeos_build::util::symlink_force(&k.bzimage, &env.artifact_dir(arch).join("bzImage"))?;
+    Ok(k)
+}
+
+/// Like [`build`] with `extra` fragments applied after the repository's
+/// (so they override it). Used by tests; the result is cached under its own
+/// key and `target/nodeos/<arch>/bzImage` is left alone.
+pub fn build_with_fragments(env: &Env, arch: Arch, extra: &[PathBuf]) -> Result<Kernel> {
+    build_inner(env, arch, extra)
+}
+
+fn build_inner(env: &Env, arch: Arch, extra: &[PathBuf]) -> Result<Kernel> {
+    let mut fragments = default_fragments(env, arch);
+    fragments.extend(extra.iter().cloned());
+    // A malformed fragment fails here, before 1.3 GB of source is unpacked.
+    let requested = config::load_fragments(&fragments)?;
+
+    let m = manifest();
+    let chosen = fetch::choose(env, &m, "linux")?;
+    let phase = Phase::new(env, PHASE, Some(arch), key(env, arch, &chosen, &fragments)?);
+    let (source, phase) = if phase.cached().is_some() {
+        (chosen, phase)
+    } else {
+        nodeos_build::host::require("the kernel phase", &[nodeos_build::host::Need::Kernel])?;
+        let mut fetcher = Fetcher::new(env)?;
+        let source = fetch::ensure(&mut fetcher, &m, "linux")?;
+        let phase = Phase::new(env, PHASE, Some(arch), key(env, arch, &source, &fragments)?);
+        (source, phase)
+    };
+    let output = phase.run(|ctx| {
+        build::build(
+            ctx,
+            &build::Plan {
+                arch,
+                source: &source,
+                fragments: &fragments,
+                requested: &requested,
+            },
+        )
+    })?;
+    let kernel = Kernel::at(arch, output);
+    check_user_bzimage_for(&kernel.bzimage, arch)
+        .with_context(|| format!("the kernel phase's output {}", kernel.output.dir.display()))?;
+    Ok(kernel)
+}
+
+/// Whether `dir` holds a complete kernel output (for tests and `doctor`).
+pub fn looks_complete(dir: &Path, arch: Arch) -> bool {
+    check_user_bzimage_for(&dir.join("bzImage"), arch).is_ok()
+        && dir.join("config").is_file()
+        && dir.join("gen_init_cpio").is_file()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn repo_env() -> (tempfile::TempDir, Env) {
+        let d = tempfile::tempdir().unwrap();
+        let root = Env::workspace_root_from(env!("CARGO_MANIFEST_DIR"));
+        let env = Env::for_tests(d.path(), &root);
+        (d, env)
+    }
+
     #[test]
     fn manifest_parses() {
-        assert!(!super::manifest().variants("linux").is_empty());
+        let m = manifest();
+        let v = m.variants("linux");
+        assert!(!v.is_empty());
+        // Debian's tree comes first: it is reachable here through apt.
+        assert_eq!(v[0].variant, "debian");
+        // Every variant is the same kernel release.
+        assert!(v.iter().all(|s| s.version == v[0].version), "{v:?}");
+    }
+
+    /// The repository's fragments parse, and every setting has a comment
+    /// saying why it is there (in the lines just above it, up to the
+    /// previous blank line).
+    #[test]
+    fn repo_fragments_parse_and_explain_themselves() {
+        let (_d, env) = repo_env();
+        for arch in Arch::ALL {
+            let frags = default_fragments(&env, arch);
+            let merged = config::load_fragments(&frags).unwrap();
+            assert!(
+                merged
+                    .iter()
+                    .any(|(s, v)| s == "CONFIG_BLK_DEV_INITRD" && v == "y"),
+                "{arch}: the initramfs needs BLK_DEV_INITRD"
+            );
+            for f in &frags {
+                let text = std::fs::read_to_string(f).unwrap();
+                let mut explained = false;
+                for (i, line) in text.lines().enumerate() {
+                    let line = line.trim();
+                    let is_setting = !parse_fragment(line).unwrap().is_empty();
+                    if line.is_empty() {
+                        explained = false;
+                    } else if is_setting {
+                        assert!(
+                            explained,
+                            "{}:{}: `{line}` has no comment saying why",
+                            f.display(),
+                            i + 1
+                        );
+                    } else {
+                        explained = true;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn arch_fragments_ask_for_the_right_word_size() {
+        let (_d, env) = repo_env();
+        let get = |arch: Arch, sym: &str| {
+            config::load_fragments(&default_fragments(&env, arch))
+                .unwrap()
+                .into_iter()
+                .find(|(s, _)| s == sym)
+                .map(|(_, v)| v)
+        };
+        assert_eq!(get(Arch::X86_64, "CONFIG_64BIT").as_deref(), Some("y"));
+        assert_eq!(get(Arch::I386, "CONFIG_64BIT").as_deref(), Some("n"));
+        assert_eq!(get(Arch::I386, "CONFIG_M686").as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn key_follows_fragment_bytes_and_arch() {
+        let (d, env) = repo_env();
+        let source = fetch::choose(&env, &manifest(), "linux").unwrap();
+        let extra = d.path().join("extra.config");
+        std::fs::write(&extra, "# why\nCONFIG_A=y\n").unwrap();
+        let mut frags = default_fragments(&env, Arch::X86_64);
+        let base = key(&env, Arch::X86_64, &source, &frags).unwrap().hex();
+        assert_eq!(
+            base,
+            key(&env, Arch::X86_64, &source, &frags).unwrap().hex()
+        );
+        assert_ne!(
+            base,
+            key(&env, Arch::I386, &source, &frags).unwrap().hex(),
+            "arch"
+        );
+        frags.push(extra.clone());
+        let with_extra = key(&env, Arch::X86_64, &source, &frags).unwrap().hex();
+        assert_ne!(base, with_extra, "an extra fragment");
+        std::fs::write(&extra, "# why\nCONFIG_A=m\n").unwrap();
+        assert_ne!(
+            with_extra,
+            key(&env, Arch::X86_64, &source, &frags).unwrap().hex(),
+            "a fragment byte"
+        );
     }
 }

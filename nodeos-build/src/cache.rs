@@ -100,6 +100,7 @@ pub fn clean(env: &Env, phases: &[&str], keep_downloads: bool) -> Result<Vec<Pat
             }
         }
     }
+    targets.push(env.cache_dir.join("trash"));
     if !keep_downloads {
         targets.push(env.dl_dir.clone());
     }

@@ -177,7 +177,8 @@ pub const TOOLS: &[Tool] = &[
         what: "gzip",
         probe: Command("gzip"),
         package: "gzip",
-        needed_by: &[Initramfs, Tests],
+        // The kernel build compresses the bzImage with the host's gzip.
+        needed_by: &[Initramfs, Tests, Kernel],
     },
     Tool {
         what: "apt-get (Debian sources)",

@@ -188,7 +188,7 @@ impl<'a> Phase<'a> {
         fs::rename(&stage, &out_dir)
             .with_context(|| format!("publishing {} to {}", stage.display(), out_dir.display()))?;
         if std::env::var_os("NODEOS_KEEP_BUILD").is_none() {
-            remove_path(&build_dir)?;
+            discard_build_dir(self.env, &build_dir)?;
         }
         ctx.progress.finish();
         ctx.progress.println(&format!(
@@ -206,6 +206,32 @@ impl<'a> Phase<'a> {
         record_timings(self.env, &out)?;
         Ok(out)
     }
+}
+
+/// Moves a finished build dir out of the way at once and deletes it in a
+/// detached, low-priority process: removing a GCC or Node tree (hundreds of
+/// thousands of files) takes minutes and is no part of the phase.
+fn discard_build_dir(env: &Env, build_dir: &Path) -> Result<()> {
+    let trash = env.cache_dir.join("trash");
+    create_dir_all(&trash)?;
+    let name = build_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let target = trash.join(format!("{name}.{}", std::process::id()));
+    if fs::rename(build_dir, &target).is_err() {
+        return remove_path(build_dir);
+    }
+    // `setsid` detaches it from this process (and from Ctrl-C); if it cannot
+    // start, the next `clean` empties the trash.
+    let _ = Command::new("setsid")
+        .args(["nice", "-n", "19", "rm", "-rf", "--"])
+        .arg(&trash)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    Ok(())
 }
 
 /// Merges this run's result into `target/nodeos/logs/<arch>/timings.json`.

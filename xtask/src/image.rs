@@ -22,7 +22,6 @@ pub struct ImageArgs {
 
 /// One arch's finished image.
 pub struct Image {
-    pub arch: Arch,
     pub bzimage: PathBuf,
     pub initramfs: PathBuf,
     pub node: node_static::NodeBinary,
@@ -114,7 +113,6 @@ pub fn build(env: &Env, arch: Arch, user_kernel: Option<&Path>) -> Result<Image>
         kernel_input,
     )?;
     Ok(Image {
-        arch,
         bzimage,
         initramfs,
         node,

@@ -1,9 +1,14 @@
 //! `cargo xtask`: parses flags and dispatches; each command lives in its
 //! own module.
 
+mod bench;
 mod doctor;
 mod fetch;
+mod image;
+mod initramfs_cmd;
+mod kernel_cmd;
 mod node_cmd;
+mod qemu_cmd;
 mod toolchain_cmd;
 
 use anyhow::Result;
@@ -68,8 +73,20 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Build the GCC + binutils + musl cross toolchains
     Toolchain(toolchain_cmd::ToolchainArgs),
+    /// Build the Linux kernels (bzImage per arch)
+    Kernel(kernel_cmd::KernelArgs),
     /// Build the fully static Node.js (and the toolchain it needs)
     Node(node_cmd::NodeArgs),
+    /// Build the images: toolchain, node, kernel and initramfs per arch
+    Image(image::ImageArgs),
+    /// Write the NodeOS initramfs (/dev/console + /init) around any static init
+    Initramfs(initramfs_cmd::InitramfsArgs),
+    /// Boot each image in QEMU and check Node over the serial console
+    QemuTest(qemu_cmd::QemuTestArgs),
+    /// Boot one image in QEMU with the console on this terminal (quit: Ctrl-A x)
+    Run(qemu_cmd::RunArgs),
+    /// Measure phases, sizes, boot time, memory floor and initramfs throughput; write BENCHMARKS.md
+    Bench(bench::BenchArgs),
     /// Remove cached phase outputs and build dirs (downloads are kept)
     Clean(fetch::CleanArgs),
 }
@@ -103,7 +120,13 @@ fn main() -> ExitCode {
         Command::Fetch(a) => fetch::run(a),
         Command::Doctor(a) => doctor::run(a),
         Command::Toolchain(a) => toolchain_cmd::run(a),
+        Command::Kernel(a) => kernel_cmd::run(a),
         Command::Node(a) => node_cmd::run(a),
+        Command::Image(a) => image::run(a),
+        Command::Initramfs(a) => initramfs_cmd::run(a),
+        Command::QemuTest(a) => qemu_cmd::run_tests(a),
+        Command::Run(a) => qemu_cmd::run_interactive(a),
+        Command::Bench(a) => bench::run(a),
         Command::Clean(a) => fetch::clean(a),
     };
     match result {

@@ -1,0 +1,52 @@
+//! `cargo xtask kernel`
+
+use crate::Common;
+use anyhow::Result;
+use clap::Args;
+use nodeos_build::util::{fmt_duration, fmt_size};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct KernelArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Check a bzImage of your own instead of building one (with --arch: that it fits the arch)
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+}
+
+pub fn run(a: KernelArgs) -> Result<()> {
+    if let Some(path) = &a.kernel {
+        // Without an explicit --arch, any x86 bzImage passes and its arch
+        // is reported; with one, it must be that arch's.
+        for arch in a.common.arch.iter().flatten() {
+            kernel::check_user_bzimage_for(path, *arch)?;
+        }
+        let info = kernel::bzimage_info(path)?;
+        println!(
+            "{}: x86 bzImage for {}, boot protocol {}.{:02}, {}",
+            path.display(),
+            info.arch(),
+            info.protocol.0,
+            info.protocol.1,
+            fmt_size(info.size)
+        );
+        return Ok(());
+    }
+    let env = a.common.env()?;
+    for arch in a.common.arches() {
+        let k = kernel::build(&env, arch)?;
+        let size = std::fs::metadata(&k.bzimage)?.len();
+        let how = if k.output.cached {
+            "cached".to_string()
+        } else {
+            format!("built in {}", fmt_duration(k.output.wall))
+        };
+        println!(
+            "kernel {arch}: {} ({}, {how})",
+            k.bzimage.display(),
+            fmt_size(size)
+        );
+    }
+    Ok(())
+}
