@@ -256,7 +256,10 @@ mod tests {
         assert_eq!(get(&cc, "AR"), "/tc/bin/x-ar");
         assert_eq!(get(&cc, "LINK"), "/tc/bin/x-cxx", "links are not wrapped");
         assert_eq!(get(&cc, "CXXFLAGS_host"), "-msse2");
-        assert!(!plain.iter().any(|(k, _)| k == "CFLAGS"), "no flags, no CFLAGS");
+        assert!(
+            !plain.iter().any(|(k, _)| k == "CFLAGS"),
+            "no flags, no CFLAGS"
+        );
     }
 
     #[test]
