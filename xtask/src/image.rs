@@ -71,6 +71,10 @@ pub fn build_initramfs(env: &Env, arch: Arch, init: &Path, init_key: &str) -> Re
 }
 
 pub fn build(env: &Env, arch: Arch, user_kernel: Option<&Path>) -> Result<Image> {
+    // A bad --kernel must fail before an hour of building, not after.
+    if let Some(p) = user_kernel {
+        kernel::check_user_bzimage_for(p, arch)?;
+    }
     let node = node_static::build(env, arch)?;
     let tc = toolchain::build(env, arch)?; // cached by now: for the manifest
     let mut phases = vec![tc.output.clone(), node.output.clone()];

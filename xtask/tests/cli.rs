@@ -83,3 +83,50 @@ fn jobs_zero_is_refused_clearly() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--jobs must be at least 1"));
 }
+
+#[test]
+fn a_kernel_that_is_not_a_bzimage_fails_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let not_kernel = d.path().join("vmlinuz");
+    std::fs::write(&not_kernel, vec![0u8; 4096]).unwrap();
+    for cmd in ["image", "qemu-test"] {
+        let started = std::time::Instant::now();
+        let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args([cmd, "--arch", "x86_64", "--kernel"])
+            .arg(&not_kernel)
+            .env("NODEOS_CACHE_DIR", d.path().join("cache"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("vmlinuz") && err.contains("bzImage"),
+            "{cmd}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "{cmd}: the check must come before any build"
+        );
+    }
+}
+
+#[test]
+fn a_missing_host_tool_is_named_with_the_install_line() {
+    // An empty cache and a PATH without any build tools: the toolchain
+    // phase must stop before building, naming the tools and one apt line.
+    let d = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["toolchain", "--arch", "x86_64", "--offline"])
+        .env("NODEOS_CACHE_DIR", d.path().join("cache"))
+        .env("PATH", d.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("missing") && err.contains("bison") && err.contains("apt-get install -y"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+}
