@@ -68,20 +68,10 @@ pub fn build(ctx: &mut StepCtx, arch: Arch, node: &Resolved, tc: &Toolchain) -> 
             std::env::var("CCACHE_MAXSIZE").unwrap_or_else(|_| "20G".into()),
         ));
     }
+    // Nothing from the user's shell leaks in; the recipe's variables
+    // (compilers, flags, launcher) are set explicitly.
     let cmd = |program: &str, cwd: &Path| {
-        let mut c = Command::new(program);
-        c.current_dir(cwd);
-        for v in [
-            "CFLAGS",
-            "CXXFLAGS",
-            "CPPFLAGS",
-            "LDFLAGS",
-            "MAKEFLAGS",
-            "MFLAGS",
-            "LD_LIBRARY_PATH",
-        ] {
-            c.env_remove(v);
-        }
+        let mut c = nodeos_build::util::build_command(program, cwd);
         for (k, v) in &env {
             c.env(k, v);
         }
@@ -218,7 +208,8 @@ pub fn prepare_source(
         let deb = verified(ctx, with_source(node, &bi.source)?)?;
         let dest = src.join(&bi.to);
         create_dir_all(dest.parent().expect("under deps/"))?;
-        extract_from_deb(ctx, &deb, &bi.from, &dest)?;
+        nodeos_build::fetch::extract_deb_member(&deb, &bi.from, &dest)
+            .with_context(|| format!("restoring builtin {}", bi.to))?;
         if let Some(vh) = &bi.version_header {
             set_version_header(&src.join(&vh.file), &vh.version)?;
         }
@@ -226,20 +217,6 @@ pub fn prepare_source(
     let n = tree::apply_series(ctx, src, "node", &node.main.version)?;
     ctx.log(&format!("applied {n} project patch(es) to node"));
     Ok(())
-}
-
-fn extract_from_deb(ctx: &mut StepCtx, deb: &Path, member: &str, dest: &Path) -> Result<()> {
-    let mut c = Command::new("sh");
-    c.args([
-        "-c",
-        "dpkg-deb --fsys-tarfile \"$1\" | tar -xO \"./$2\" > \"$3\"",
-        "sh",
-    ])
-    .arg(deb)
-    .arg(member)
-    .arg(dest);
-    ctx.run(c)
-        .with_context(|| format!("extracting {member} from {}", deb.display()))
 }
 
 /// Rewrites the version string of a `#define X_VERSION "a.b.c"` header, as

@@ -313,7 +313,8 @@ fn clean_stale_scratch(partial: &Path) {
     }
 }
 
-fn extract_deb_member(deb: &Path, member: &str, out: &Path) -> Result<()> {
+/// Copies one file out of a `.deb`'s data archive.
+pub fn extract_deb_member(deb: &Path, member: &str, out: &Path) -> Result<()> {
     // dpkg-deb knows every data.tar compression; tar picks the one member.
     let script = "dpkg-deb --fsys-tarfile \"$1\" | tar -xO \"./$2\" > \"$3\"";
     let st = Command::new("sh")

@@ -84,21 +84,26 @@ impl<'a> Phase<'a> {
         d.is_dir().then_some(d)
     }
 
+    /// The already-published output, recorded as cached in the timings.
+    fn reuse(&self, dir: PathBuf, key: String, started: Instant) -> Result<PhaseOutput> {
+        let out = PhaseOutput {
+            name: self.name.into(),
+            arch: self.arch,
+            dir,
+            key,
+            cached: true,
+            wall: started.elapsed(),
+        };
+        record_timings(self.env, &out)?;
+        Ok(out)
+    }
+
     /// Runs the phase unless its output is already published.
     pub fn run(self, build: impl FnOnce(&mut StepCtx) -> Result<()>) -> Result<PhaseOutput> {
         let started = Instant::now();
         let key = self.key.hex();
         if let Some(dir) = self.cached() {
-            let out = PhaseOutput {
-                name: self.name.into(),
-                arch: self.arch,
-                dir,
-                key,
-                cached: true,
-                wall: started.elapsed(),
-            };
-            record_timings(self.env, &out)?;
-            return Ok(out);
+            return self.reuse(dir, key, started);
         }
         let label = self.label();
         let progress = PhaseProgress::new(label.clone(), self.env.verbose);
@@ -107,16 +112,7 @@ impl<'a> Phase<'a> {
         // Another run may have published it while we waited for the lock.
         if let Some(dir) = self.cached() {
             progress.println(&format!("  {label}: built by the other run; reusing it"));
-            let out = PhaseOutput {
-                name: self.name.into(),
-                arch: self.arch,
-                dir,
-                key,
-                cached: true,
-                wall: started.elapsed(),
-            };
-            record_timings(self.env, &out)?;
-            return Ok(out);
+            return self.reuse(dir, key, started);
         }
         let build_dir = cache::build_dir(self.env, self.name, self.arch, &key);
         let meta = build_dir.join(".nodeos");

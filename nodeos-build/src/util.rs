@@ -128,3 +128,32 @@ pub fn files_sorted(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     }
     Ok(out)
 }
+
+/// Variables of the user's shell that would change what a build produces;
+/// recipes set what they need explicitly.
+pub const LEAKY_BUILD_VARS: &[&str] = &[
+    "CFLAGS",
+    "CXXFLAGS",
+    "CPPFLAGS",
+    "LDFLAGS",
+    "CC",
+    "CXX",
+    "LD_LIBRARY_PATH",
+    "C_INCLUDE_PATH",
+    "CPLUS_INCLUDE_PATH",
+    "LIBRARY_PATH",
+    "MAKEFLAGS",
+    "MFLAGS",
+    "CONFIG_SITE",
+];
+
+/// A command in `cwd` with [`LEAKY_BUILD_VARS`] removed and `LC_ALL=C`.
+pub fn build_command(program: impl AsRef<std::ffi::OsStr>, cwd: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(program);
+    c.current_dir(cwd);
+    for v in LEAKY_BUILD_VARS {
+        c.env_remove(v);
+    }
+    c.env("LC_ALL", "C");
+    c
+}

@@ -16,28 +16,9 @@ use std::process::Command;
 /// Host build environment: nothing from the user's shell may leak into the
 /// compilers' builds.
 fn host_cmd(program: &str, cwd: &Path, stage: &Path) -> Command {
-    let mut c = Command::new(program);
-    c.current_dir(cwd);
-    for v in [
-        "CFLAGS",
-        "CXXFLAGS",
-        "CPPFLAGS",
-        "LDFLAGS",
-        "CC",
-        "CXX",
-        "LD_LIBRARY_PATH",
-        "C_INCLUDE_PATH",
-        "CPLUS_INCLUDE_PATH",
-        "LIBRARY_PATH",
-        "MAKEFLAGS",
-        "MFLAGS",
-        "CONFIG_SITE",
-    ] {
-        c.env_remove(v);
-    }
+    let mut c = nodeos_build::util::build_command(program, cwd);
     let path = std::env::var("PATH").unwrap_or_default();
     c.env("PATH", format!("{}:{path}", stage.join("bin").display()));
-    c.env("LC_ALL", "C");
     c
 }
 

@@ -8,7 +8,7 @@ use clap::Args;
 use nodeos_build::util::{fmt_duration, fmt_size};
 use nodeos_build::{Arch, Env};
 use qemu_tests::node_checks::wait_for_prompt;
-use qemu_tests::{Guest, QemuConfig};
+use qemu_tests::Guest;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -50,15 +50,8 @@ fn boot_to_prompt(
     memory: u32,
     tag: &str,
 ) -> Result<Duration> {
-    let mut cfg = QemuConfig::new(
-        arch,
-        &img.bzimage,
-        &img.initramfs,
-        &env.project_root.join("target"),
-    );
-    cfg.log_dir = env.log_dir(Some(arch));
+    let mut cfg = crate::qemu_cmd::qemu_config(env, arch, img, memory);
     cfg.log_name = format!("bench-{tag}.log");
-    cfg.memory_mib = memory;
     let mut guest = Guest::launch(&cfg)?;
     wait_for_prompt(&mut guest)
 }

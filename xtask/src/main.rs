@@ -82,9 +82,9 @@ enum Command {
     /// Write the NodeOS initramfs (/dev/console + /init) around any static init
     Initramfs(initramfs_cmd::InitramfsArgs),
     /// Boot each image in QEMU and check Node over the serial console
-    QemuTest(qemu_cmd::QemuTestArgs),
+    QemuTest(qemu_cmd::BootArgs),
     /// Boot one image in QEMU with the console on this terminal (quit: Ctrl-A x)
-    Run(qemu_cmd::RunArgs),
+    Run(qemu_cmd::BootArgs),
     /// Measure phases, sizes, boot time, memory floor and initramfs throughput; write BENCHMARKS.md
     Bench(bench::BenchArgs),
     /// Remove cached phase outputs and build dirs (downloads are kept)

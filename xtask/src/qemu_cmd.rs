@@ -9,8 +9,9 @@ use qemu_tests::node_checks::{run_node_checks, IntlExpectation, NodeExpectations
 use qemu_tests::{Guest, QemuConfig};
 use std::path::PathBuf;
 
+/// Flags of the commands that boot images (`qemu-test`, `run`).
 #[derive(Args)]
-pub struct QemuTestArgs {
+pub struct BootArgs {
     #[command(flatten)]
     pub common: Common,
     /// Use this bzImage instead of building the kernel
@@ -19,6 +20,19 @@ pub struct QemuTestArgs {
     /// Guest memory in MiB
     #[arg(long, default_value_t = 512)]
     pub memory: u32,
+}
+
+/// QEMU settings for one image; the console log goes beside the phase logs.
+pub fn qemu_config(env: &Env, arch: Arch, img: &image::Image, memory: u32) -> QemuConfig {
+    let mut cfg = QemuConfig::new(
+        arch,
+        &img.bzimage,
+        &img.initramfs,
+        &env.project_root.join("target"),
+    );
+    cfg.log_dir = env.log_dir(Some(arch));
+    cfg.memory_mib = memory;
+    cfg
 }
 
 /// Whether the node build has ICU (configure's `--with-intl` other than none).
@@ -40,20 +54,13 @@ pub fn boot_and_check(
     img: &image::Image,
     memory: u32,
 ) -> Result<NodeReport> {
-    let mut cfg = QemuConfig::new(
-        arch,
-        &img.bzimage,
-        &img.initramfs,
-        &env.project_root.join("target"),
-    );
-    cfg.log_dir = env.log_dir(Some(arch));
-    cfg.memory_mib = memory;
+    let cfg = qemu_config(env, arch, img, memory);
     let exp = NodeExpectations::new(arch, &img.node.version, memory, intl_of(&img.node));
     let mut guest = Guest::launch(&cfg)?;
     run_node_checks(&mut guest, &exp)
 }
 
-pub fn run_tests(a: QemuTestArgs) -> Result<()> {
+pub fn run_tests(a: BootArgs) -> Result<()> {
     let env = a.common.env()?;
     nodeos_build::host::require("qemu-test", &[nodeos_build::host::Need::Qemu])?;
     let mut failed = Vec::new();
@@ -94,19 +101,7 @@ pub fn run_tests(a: QemuTestArgs) -> Result<()> {
     Ok(())
 }
 
-#[derive(Args)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// Use this bzImage instead of building the kernel
-    #[arg(long, value_name = "PATH")]
-    pub kernel: Option<PathBuf>,
-    /// Guest memory in MiB
-    #[arg(long, default_value_t = 512)]
-    pub memory: u32,
-}
-
-pub fn run_interactive(a: RunArgs) -> Result<()> {
+pub fn run_interactive(a: BootArgs) -> Result<()> {
     let env = a.common.env()?;
     let arches = a.common.arches();
     let [arch] = arches[..] else {
@@ -114,14 +109,7 @@ pub fn run_interactive(a: RunArgs) -> Result<()> {
     };
     nodeos_build::host::require("run", &[nodeos_build::host::Need::Qemu])?;
     let img = image::build(&env, arch, a.kernel.as_deref())?;
-    let mut cfg = QemuConfig::new(
-        arch,
-        &img.bzimage,
-        &img.initramfs,
-        &env.project_root.join("target"),
-    );
-    cfg.log_dir = env.log_dir(Some(arch));
-    cfg.memory_mib = a.memory;
+    let cfg = qemu_config(&env, arch, &img, a.memory);
     eprintln!("Booting NodeOS ({arch}). Quit with Ctrl-A x, or process.exit() at the > prompt.");
     qemu_tests::run_interactive(&cfg)
 }
