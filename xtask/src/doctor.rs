@@ -22,19 +22,10 @@ pub fn run(a: DoctorArgs) -> Result<()> {
     }
     println!("cache dir:    {}", env.cache_dir.display());
     println!("download dir: {}", env.dl_dir.display());
-    let kvm = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    println!(
-        "KVM:          {}",
-        if kvm {
-            "usable (/dev/kvm)"
-        } else {
-            "not usable: QEMU will use TCG (slower)"
-        }
-    );
+    match qemu_tests::kvm_usable() {
+        Ok(()) => println!("KVM:          usable"),
+        Err(why) => println!("KVM:          not usable ({why}): QEMU will use TCG (slower)"),
+    }
     let missing = host::missing(&[]);
     if missing.is_empty() {
         println!("all host tools are present");
