@@ -14,7 +14,7 @@ pub mod config;
 use anyhow::{Context, Result};
 use nodeos_build::fetch::{self, Fetcher, Resolved};
 use nodeos_build::{Arch, Env, Key, Manifest, Phase, PhaseOutput};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use bzimage::{bzimage_info, check_user_bzimage, check_user_bzimage_for, BzImageInfo};
 pub use config::{check_config, parse_fragment, Mismatch};
@@ -181,13 +181,6 @@ fn build_inner(env: &Env, arch: Arch, extra: &[PathBuf]) -> Result<Kernel> {
     check_user_bzimage_for(&kernel.bzimage, arch)
         .with_context(|| format!("the kernel phase's output {}", kernel.output.dir.display()))?;
     Ok(kernel)
-}
-
-/// Whether `dir` holds a complete kernel output (for tests and `doctor`).
-pub fn looks_complete(dir: &Path, arch: Arch) -> bool {
-    check_user_bzimage_for(&dir.join("bzImage"), arch).is_ok()
-        && dir.join("config").is_file()
-        && dir.join("gen_init_cpio").is_file()
 }
 
 #[cfg(test)]

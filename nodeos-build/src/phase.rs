@@ -473,14 +473,6 @@ impl StepCtx {
         }
         Ok(())
     }
-
-    /// An xshell shell rooted in the build dir, for commands that read like
-    /// the shell lines they run; pass them to [`StepCtx::run`].
-    pub fn shell(&self) -> Result<xshell::Shell> {
-        let sh = xshell::Shell::new()?;
-        sh.change_dir(&self.build_dir);
-        Ok(sh)
-    }
 }
 
 /// Just after the interrupted attempt of a step began: files written by

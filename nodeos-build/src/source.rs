@@ -9,7 +9,6 @@
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::HashSet;
-use std::path::Path;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,12 +69,6 @@ impl Manifest {
         m.validate()
             .with_context(|| format!("invalid source manifest {origin}"))?;
         Ok(m)
-    }
-
-    pub fn load(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading source manifest {}", path.display()))?;
-        Self::parse(&text, &path.display().to_string())
     }
 
     fn validate(&self) -> Result<()> {
@@ -154,23 +147,6 @@ impl Manifest {
             .iter()
             .find(|s| s.name == name && s.variant == variant)
     }
-
-    /// The names of packages a recipe asks for directly (those not only
-    /// pulled in through `with`).
-    pub fn package_names(&self) -> Vec<&str> {
-        let pulled: HashSet<&str> = self
-            .sources
-            .iter()
-            .flat_map(|s| s.with.iter().map(|w| w.as_str()))
-            .collect();
-        let mut out: Vec<&str> = Vec::new();
-        for s in &self.sources {
-            if !pulled.contains(s.name.as_str()) && !out.contains(&s.name.as_str()) {
-                out.push(&s.name);
-            }
-        }
-        out
-    }
 }
 
 impl Source {
@@ -217,7 +193,6 @@ sha256 = "29b36f739f29959b580364a7aff45a0f291a6bd7c803af6794b737130acfb751"
             m.variants("gcc")[0].debian.as_ref().unwrap().kind,
             DebianKind::Binary
         );
-        assert_eq!(m.package_names(), vec!["musl", "gcc"]);
     }
 
     fn bad(text: &str, needle: &str) {

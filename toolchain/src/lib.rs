@@ -8,7 +8,7 @@ pub mod selftest;
 use anyhow::Result;
 use nodeos_build::fetch::{self, Fetcher, Resolved};
 use nodeos_build::{Arch, Env, Key, Manifest, Phase, PhaseOutput};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use recipe::Recipe;
 
@@ -156,13 +156,4 @@ pub fn build(env: &Env, arch: Arch) -> Result<Toolchain> {
     };
     nodeos_build::util::symlink_force(&tc.dir, &env.artifact_dir(arch).join("toolchain"))?;
     Ok(tc)
-}
-
-/// Whether `dir` looks like a complete toolchain for `arch` (used by tests
-/// and by `doctor`).
-pub fn looks_complete(dir: &Path, arch: Arch) -> bool {
-    let bin = dir.join("bin");
-    ["gcc", "g++", "ar", "ld", "strip"]
-        .iter()
-        .all(|t| bin.join(format!("{}-{t}", arch.triple())).is_file())
 }
