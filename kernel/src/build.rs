@@ -44,20 +44,7 @@ pub(crate) const EXTRACT_EXCLUDES: &[&str] = &[
 /// Unpacks the kernel tarball into `dest` (replaced if present) without
 /// [`EXTRACT_EXCLUDES`], dropping the tarball's top directory.
 fn extract(ctx: &mut StepCtx, archive: &Path, dest: &Path) -> Result<()> {
-    remove_path(dest)?;
-    create_dir_all(dest)?;
-    let mut c = Command::new("tar");
-    c.arg("-xf")
-        .arg(archive)
-        .arg("-C")
-        .arg(dest)
-        .args(["--strip-components=1", "--no-same-owner"])
-        // These apply to the --exclude options after them.
-        .args(["--anchored", "--no-wildcards-match-slash"]);
-    for e in EXTRACT_EXCLUDES {
-        c.arg(format!("--exclude={e}"));
-    }
-    ctx.run(c)
+    nodeos_build::tree::extract_excluding(ctx, archive, dest, EXTRACT_EXCLUDES)
 }
 
 pub(crate) struct Plan<'a> {

@@ -9,6 +9,17 @@ use std::process::Command;
 /// Unpacks `archive` into `dest` (replaced if present), dropping the
 /// archive's top directory. Safe to re-run after an interruption.
 pub fn extract(ctx: &mut StepCtx, archive: &Path, dest: &Path) -> Result<()> {
+    extract_excluding(ctx, archive, dest, &[])
+}
+
+/// [`extract`], leaving out members that match GNU tar `--exclude`
+/// patterns, anchored at the archive root (`*` does not cross `/`).
+pub fn extract_excluding(
+    ctx: &mut StepCtx,
+    archive: &Path,
+    dest: &Path,
+    excludes: &[&str],
+) -> Result<()> {
     remove_path(dest)?;
     create_dir_all(dest)?;
     let mut c = Command::new("tar");
@@ -17,6 +28,13 @@ pub fn extract(ctx: &mut StepCtx, archive: &Path, dest: &Path) -> Result<()> {
         .arg("-C")
         .arg(dest)
         .args(["--strip-components=1", "--no-same-owner"]);
+    if !excludes.is_empty() {
+        // These apply to the --exclude options after them.
+        c.args(["--anchored", "--no-wildcards-match-slash"]);
+        for e in excludes {
+            c.arg(format!("--exclude={e}"));
+        }
+    }
     ctx.run(c)
 }
 

@@ -52,16 +52,7 @@ impl Guest {
     /// or when KVM was required and is not usable.
     pub fn launch(cfg: &QemuConfig) -> anyhow::Result<Guest> {
         let multiplier = timeout_multiplier()?;
-        for (what, path) in [("kernel", &cfg.kernel), ("initramfs", &cfg.initrd)] {
-            if !path.is_file() {
-                bail!(
-                    "the {what} {} does not exist (or is not a file)",
-                    path.display()
-                );
-            }
-        }
-        let accel = AccelChoice::resolve(cfg.accel)?;
-        let mut cmd = qemu_command(cfg, accel.accel);
+        let (mut cmd, accel) = checked_qemu_command(cfg)?;
         // No monitor, no escape character on the pipe: every byte written
         // goes to the guest's UART.
         cmd.args(["-nodefaults", "-display", "none", "-serial", "stdio"]);
@@ -373,16 +364,7 @@ impl Drop for Guest {
 /// kernel panics and QEMU exits (`-no-reboot`, `panic=-1`). Nothing is
 /// logged to a file in this mode.
 pub fn run_interactive(cfg: &QemuConfig) -> anyhow::Result<()> {
-    for (what, path) in [("kernel", &cfg.kernel), ("initramfs", &cfg.initrd)] {
-        if !path.is_file() {
-            bail!(
-                "the {what} {} does not exist (or is not a file)",
-                path.display()
-            );
-        }
-    }
-    let accel = AccelChoice::resolve(cfg.accel)?;
-    let mut cmd = qemu_command(cfg, accel.accel);
+    let (mut cmd, accel) = checked_qemu_command(cfg)?;
     // `mon:stdio` multiplexes the monitor on the terminal, which gives the
     // Ctrl-A escape (`-nographic` would add the same, but `-nodefaults`
     // turns its serial port off).
@@ -517,3 +499,18 @@ fn describe_command(cmd: &Command) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The QEMU command for `cfg` (without the serial wiring), after checking
+/// that the kernel and initramfs exist and choosing the accelerator.
+fn checked_qemu_command(cfg: &QemuConfig) -> anyhow::Result<(Command, AccelChoice)> {
+    for (what, path) in [("kernel", &cfg.kernel), ("initramfs", &cfg.initrd)] {
+        if !path.is_file() {
+            bail!(
+                "the {what} {} does not exist (or is not a file)",
+                path.display()
+            );
+        }
+    }
+    let accel = AccelChoice::resolve(cfg.accel)?;
+    Ok((qemu_command(cfg, accel.accel), accel))
+}
