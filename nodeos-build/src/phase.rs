@@ -45,6 +45,17 @@ pub struct StepTiming {
     pub how: String,
 }
 
+impl PhaseOutput {
+    /// `cached`, or `built in 12m 03s`, for summaries.
+    pub fn how(&self) -> String {
+        if self.cached {
+            "cached".into()
+        } else {
+            format!("built in {}", fmt_duration(self.wall))
+        }
+    }
+}
+
 /// Written into every published output, and summarized per arch in
 /// `target/nodeos/logs/<arch>/timings.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

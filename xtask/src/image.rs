@@ -198,11 +198,7 @@ pub fn run(a: ImageArgs) -> Result<()> {
     for arch in a.common.arches() {
         let img = build(&env, arch, a.kernel.as_deref())?;
         for p in &img.phases {
-            let how = if p.cached {
-                "cached".to_string()
-            } else {
-                fmt_duration(p.wall)
-            };
+            let how = p.how();
             rows.push(format!("{:<8} {:<10} {:<12}", arch.name(), p.name, how));
         }
         let size = |p: &Path| {

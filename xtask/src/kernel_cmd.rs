@@ -3,7 +3,7 @@
 use crate::Common;
 use anyhow::Result;
 use clap::Args;
-use nodeos_build::util::{fmt_duration, fmt_size};
+use nodeos_build::util::fmt_size;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -37,11 +37,7 @@ pub fn run(a: KernelArgs) -> Result<()> {
     for arch in a.common.arches() {
         let k = kernel::build(&env, arch)?;
         let size = std::fs::metadata(&k.bzimage)?.len();
-        let how = if k.output.cached {
-            "cached".to_string()
-        } else {
-            format!("built in {}", fmt_duration(k.output.wall))
-        };
+        let how = k.output.how();
         println!(
             "kernel {arch}: {} ({}, {how})",
             k.bzimage.display(),

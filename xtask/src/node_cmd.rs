@@ -3,7 +3,7 @@
 use crate::Common;
 use anyhow::Result;
 use clap::Args;
-use nodeos_build::util::{fmt_duration, fmt_size};
+use nodeos_build::util::fmt_size;
 
 #[derive(Args)]
 pub struct NodeArgs {
@@ -20,11 +20,7 @@ pub fn run(a: NodeArgs) -> Result<()> {
                 .map(|m| fmt_size(m.len()))
                 .unwrap_or_default()
         };
-        let how = if n.output.cached {
-            "cached".to_string()
-        } else {
-            format!("built in {}", fmt_duration(n.output.wall))
-        };
+        let how = n.output.how();
         println!(
             "node {arch}: {} v{} ({} stripped, {} unstripped; {how})",
             n.node.display(),

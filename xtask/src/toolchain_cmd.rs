@@ -3,7 +3,6 @@
 use crate::Common;
 use anyhow::Result;
 use clap::Args;
-use nodeos_build::util::fmt_duration;
 
 #[derive(Args)]
 pub struct ToolchainArgs {
@@ -21,11 +20,7 @@ pub fn run(a: ToolchainArgs) -> Result<()> {
         if a.print_env {
             print!("{}", tc.print_env());
         } else {
-            let how = if tc.output.cached {
-                "cached".to_string()
-            } else {
-                format!("built in {}", fmt_duration(tc.output.wall))
-            };
+            let how = tc.output.how();
             println!("toolchain {arch}: {} ({how})", tc.dir.display());
         }
     }
