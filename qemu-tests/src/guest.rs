@@ -167,6 +167,12 @@ impl Guest {
             })),
             Outcome::Eof => {
                 let status = self.try_reap(Duration::from_secs(2));
+                if status.is_some() {
+                    // stdout closed first; QEMU's last stderr lines (often
+                    // the reason it exited) may still be in the pipe.
+                    self.console
+                        .wait_closed(Instant::now() + self.scaled(CLOSE_TIMEOUT));
+                }
                 Err(self.fail(|context| ExpectError::Exited {
                     waiting_for,
                     status,

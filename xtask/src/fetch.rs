@@ -1,7 +1,7 @@
 //! `cargo xtask fetch` and `cargo xtask clean`
 
 use crate::Common;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use nodeos_build::fetch::Fetcher;
 
@@ -18,18 +18,33 @@ pub fn run(a: FetchArgs) -> Result<()> {
     // Every phase's sources are the same for both arches today; --arch is
     // accepted so that per-arch sources can join later.
     let _ = a.common.arches();
-    let inputs = toolchain::fetch_inputs(&mut fetcher)?;
-    let node = nodeos_build::fetch::ensure(&mut fetcher, &node_static::manifest(), "node")?;
-    for r in [
-        &inputs.binutils,
-        &inputs.gcc,
-        &inputs.musl,
-        &inputs.linux,
-        &node,
-    ] {
-        for s in r.all() {
-            println!("ok  {:<46} {} ({})", s.file, &s.sha256[..16], s.variant);
+    let packages = [
+        (toolchain::manifest(), "binutils"),
+        (toolchain::manifest(), "gcc"),
+        (toolchain::manifest(), "musl"),
+        (kernel::manifest(), "linux"),
+        (node_static::manifest(), "node"),
+    ];
+    // Try every package before failing, so that one run lists everything
+    // that is missing (an offline user copies all of it at once).
+    let mut failures = Vec::new();
+    for (manifest, name) in &packages {
+        match nodeos_build::fetch::ensure(&mut fetcher, manifest, name) {
+            Ok(r) => {
+                for s in r.all() {
+                    println!("ok  {:<46} {} ({})", s.file, &s.sha256[..16], s.variant);
+                }
+            }
+            Err(e) => failures.push(format!("{e:#}")),
         }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} packages could not be fetched:\n{}",
+            failures.len(),
+            packages.len(),
+            failures.join("\n")
+        );
     }
     println!("all sources are in {}", env.dl_dir.display());
     Ok(())

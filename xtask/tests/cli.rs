@@ -130,3 +130,90 @@ fn a_missing_host_tool_is_named_with_the_install_line() {
     );
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
 }
+
+/// stderr of a failed run: non-zero exit, no panic, returned for matching.
+fn failure_text(o: &std::process::Output) -> String {
+    assert!(!o.status.success(), "expected a failure: {o:?}");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn a_dynamic_init_is_refused_with_the_fix() {
+    // The host's own /bin/true is a dynamic executable (Debian ships no
+    // static coreutils): it could never run alone in the initramfs.
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("x.cpio");
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["initramfs", "--init", "/bin/true", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = failure_text(&o);
+    assert!(
+        err.contains("dynamically linked") && err.contains("-static"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(!out.exists(), "no archive may be written for a bad init");
+}
+
+#[test]
+fn an_init_that_is_not_an_elf_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let script = d.path().join("init.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["initramfs", "--init"])
+        .arg(&script)
+        .arg("-o")
+        .arg(d.path().join("x.cpio"))
+        .output()
+        .unwrap();
+    let err = failure_text(&o);
+    assert!(err.contains("not an ELF file"), "{err}");
+}
+
+#[test]
+fn missing_qemu_is_named_before_any_build() {
+    // A PATH without QEMU and an empty cache: qemu-test must stop at once
+    // with the package to install, not after hours of building.
+    let d = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["qemu-test", "--arch", "x86_64", "--offline"])
+        .env("NODEOS_CACHE_DIR", d.path().join("cache"))
+        .env("PATH", d.path())
+        .output()
+        .unwrap();
+    let err = failure_text(&o);
+    assert!(
+        err.contains("qemu-system-x86_64") && err.contains("apt-get install -y qemu-system-x86"),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs() < 10);
+    assert!(!d.path().join("cache").join("out").exists());
+}
+
+#[test]
+fn offline_fetch_lists_every_missing_file() {
+    let d = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["fetch", "--offline"])
+        .env("NODEOS_CACHE_DIR", d.path().join("cache"))
+        .env_remove("NODEOS_DL_DIR")
+        .env_remove("NODEOS_SOURCE_VARIANT")
+        .output()
+        .unwrap();
+    let err = failure_text(&o);
+    // One run names the files of every package and where they go.
+    for file in ["binutils-", "gcc-", "musl-", "linux-", "node"] {
+        assert!(err.contains(file), "{file} not listed:\n{err}");
+    }
+    assert!(
+        err.contains(&d.path().join("cache").join("dl").display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("5 of 5 packages"), "{err}");
+}
