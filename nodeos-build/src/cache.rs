@@ -83,32 +83,97 @@ pub fn lock_key(
     Ok(KeyLock { _file: file, path })
 }
 
-/// Removes published outputs and build dirs (`clean`), keeping downloads.
-pub fn clean(env: &Env, phases: &[&str], keep_downloads: bool) -> Result<Vec<PathBuf>> {
-    let mut removed = Vec::new();
-    let mut targets = Vec::new();
-    for p in phases {
-        targets.push(env.cache_dir.join("out").join(p));
-        if let Ok(rd) = fs::read_dir(env.cache_dir.join("build")) {
-            for e in rd.flatten() {
-                if e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("{p}-"))
-                {
-                    targets.push(e.path());
-                }
+/// Takes the lock of a key without waiting: `None` while another run
+/// holds it (its pid is in the file).
+fn try_lock(env: &Env, phase: &str, key16: &str) -> Result<Option<File>> {
+    let dir = env.cache_dir.join("locks");
+    create_dir_all(&dir)?;
+    let path = dir.join(format!("{phase}-{key16}.lock"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening lock {}", path.display()))?;
+    // SAFETY: a plain syscall on a descriptor we own.
+    let got = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    Ok(got.then_some(file))
+}
+
+/// What `clean` did.
+#[derive(Debug, Default)]
+pub struct Cleaned {
+    pub removed: Vec<PathBuf>,
+    /// Dirs left alone because a running build holds their key's lock.
+    pub busy: Vec<PathBuf>,
+}
+
+/// Removes published outputs and build dirs of `phases` for `arches`
+/// (`clean`), and the download dir unless `keep_downloads`. The ccache dir
+/// is kept. A key whose lock is held (a build is running) is skipped, never
+/// pulled out from under the build.
+pub fn clean(env: &Env, phases: &[&str], arches: &[Arch], keep_downloads: bool) -> Result<Cleaned> {
+    let mut done = Cleaned::default();
+    let selected = |arch: &str| arch == "host" || arches.iter().any(|a| a.name() == arch);
+    // (phase, key16, dir) of everything that matches.
+    let mut targets: Vec<(&str, String, PathBuf)> = Vec::new();
+    for &phase in phases {
+        for e in read_dir_sorted(&env.cache_dir.join("out").join(phase)) {
+            let key = e
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // The arch is recorded in the output's timings; an output
+            // without them is incomplete anyway and goes.
+            let arch = crate::phase::read_timings(&e).map(|t| t.arch);
+            if arch.as_deref().is_none_or(&selected) && key.len() >= 16 {
+                targets.push((phase, key[..16].to_string(), e));
+            }
+        }
+        for e in read_dir_sorted(&env.cache_dir.join("build")) {
+            let name = e
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // <phase>-<arch>-<key16>
+            let Some(rest) = name.strip_prefix(&format!("{phase}-")) else {
+                continue;
+            };
+            let Some((arch, key16)) = rest.rsplit_once('-') else {
+                continue;
+            };
+            if selected(arch) {
+                targets.push((phase, key16.to_string(), e));
             }
         }
     }
-    targets.push(env.cache_dir.join("trash"));
-    if !keep_downloads {
-        targets.push(env.dl_dir.clone());
-    }
-    for t in targets {
-        if t.exists() {
-            crate::util::remove_path(&t)?;
-            removed.push(t);
+    for (phase, key16, dir) in targets {
+        match try_lock(env, phase, &key16)? {
+            Some(_held_while_removing) => {
+                crate::util::remove_path(&dir)?;
+                done.removed.push(dir);
+            }
+            None => done.busy.push(dir),
         }
     }
-    Ok(removed)
+    let mut extra = vec![env.cache_dir.join("trash")];
+    if !keep_downloads {
+        extra.push(env.dl_dir.clone());
+    }
+    for t in extra {
+        if t.exists() {
+            crate::util::remove_path(&t)?;
+            done.removed.push(t);
+        }
+    }
+    Ok(done)
+}
+
+fn read_dir_sorted(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
 }

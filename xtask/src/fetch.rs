@@ -57,19 +57,30 @@ pub struct CleanArgs {
     /// Also delete the download directory
     #[arg(long)]
     downloads: bool,
+    /// Only these phases (repeat or comma list) [default: all]
+    #[arg(long = "phase", value_name = "PHASE", value_delimiter = ',', value_parser = PHASES)]
+    phases: Vec<String>,
 }
+
+/// Every phase with outputs in the cache.
+const PHASES: [&str; 4] = ["toolchain", "kernel", "node", "initramfs"];
 
 pub fn clean(a: CleanArgs) -> Result<()> {
     let env = a.common.env()?;
-    let removed = nodeos_build::cache::clean(
-        &env,
-        &["toolchain", "kernel", "node", "image"],
-        !a.downloads,
-    )?;
-    for r in &removed {
+    // The ccache dir is kept: it is what makes a rebuild after a clean fast.
+    let phases: Vec<&str> = if a.phases.is_empty() {
+        PHASES.to_vec()
+    } else {
+        a.phases.iter().map(String::as_str).collect()
+    };
+    let done = nodeos_build::cache::clean(&env, &phases, &a.common.arches(), !a.downloads)?;
+    for r in &done.removed {
         println!("removed {}", r.display());
     }
-    if removed.is_empty() {
+    for b in &done.busy {
+        println!("kept    {} (a running build holds its lock)", b.display());
+    }
+    if done.removed.is_empty() && done.busy.is_empty() {
         println!("nothing to remove");
     }
     Ok(())

@@ -217,3 +217,79 @@ fn offline_fetch_lists_every_missing_file() {
     );
     assert!(err.contains("5 of 5 packages"), "{err}");
 }
+
+#[test]
+fn clean_takes_one_phase_and_arch_and_spares_running_builds() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = d.path().join("cache");
+    let (a, b) = ("a".repeat(64), "b".repeat(64));
+    let mkdir = |p: std::path::PathBuf| {
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    for (key, arch) in [(&a, "x86_64"), (&b, "i386")] {
+        let out = mkdir(cache.join("out/node").join(key));
+        let timings = format!(
+            r#"{{"phase":"node","arch":"{arch}","key":"{key}","build_secs":1.0,"steps":[]}}"#
+        );
+        std::fs::write(out.join("timings.json"), timings).unwrap();
+        mkdir(cache.join(format!("build/node-{arch}-{}", &key[..16])));
+    }
+    let kernel_build = mkdir(cache.join(format!("build/kernel-x86_64-{}", "c".repeat(16))));
+    let ccache = mkdir(cache.join("ccache"));
+    let clean = || {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["clean", "--phase", "node", "--arch", "x86_64"])
+            .env("NODEOS_CACHE_DIR", &cache)
+            .output()
+            .unwrap()
+    };
+
+    // A build of the x86_64 key is running (util-linux flock holds its lock).
+    mkdir(cache.join("locks"));
+    let lock = cache.join(format!("locks/node-{}.lock", &a[..16]));
+    // -o: the sleeping child does not inherit the lock, so killing flock
+    // releases it.
+    let mut holder = Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["sleep", "60"])
+        .spawn()
+        .expect("flock (util-linux) runs");
+    let held = std::time::Instant::now();
+    while std::process::Command::new("flock")
+        .args(["-n"])
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(held.elapsed().as_secs() < 10, "flock never took the lock");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = clean();
+    assert!(o.status.success(), "{o:?}");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("kept") && text.contains("running build"),
+        "{text}"
+    );
+    assert!(
+        cache.join("out/node").join(&a).exists(),
+        "a locked key was removed"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    let o = clean();
+    assert!(o.status.success(), "{o:?}");
+    assert!(!cache.join("out/node").join(&a).exists());
+    assert!(!cache
+        .join(format!("build/node-x86_64-{}", &a[..16]))
+        .exists());
+    // Other arch, other phase and the ccache stay.
+    assert!(cache.join("out/node").join(&b).exists());
+    assert!(cache.join(format!("build/node-i386-{}", &b[..16])).exists());
+    assert!(kernel_build.exists() && ccache.exists());
+}
