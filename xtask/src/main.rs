@@ -3,6 +3,7 @@
 
 mod bench;
 mod doctor;
+mod drill;
 mod fetch;
 mod image;
 mod initramfs_cmd;
@@ -87,6 +88,8 @@ enum Command {
     Run(qemu_cmd::BootArgs),
     /// Measure phases, sizes, boot time, memory floor and initramfs throughput; write BENCHMARKS.md
     Bench(bench::BenchArgs),
+    /// Fault drill on a real kernel build: corrupt download, disk full, concurrent runs, SIGKILL mid-make
+    Drill(drill::DrillArgs),
     /// Remove cached phase outputs and build dirs (downloads are kept)
     Clean(fetch::CleanArgs),
 }
@@ -127,6 +130,7 @@ fn main() -> ExitCode {
         Command::QemuTest(a) => qemu_cmd::run_tests(a),
         Command::Run(a) => qemu_cmd::run_interactive(a),
         Command::Bench(a) => bench::run(a),
+        Command::Drill(a) => drill::run(a),
         Command::Clean(a) => fetch::clean(a),
     };
     match result {
