@@ -374,7 +374,7 @@ fn disk_full(arch: Arch, scratch: &Path, cache: &Path) -> Result<String> {
         .collect::<String>();
     std::fs::remove_file(&ballast).context("freeing the space")?;
     Ok(format!(
-        "{FREE_MB} MB free: failed, nothing published, then built after freeing space; said: {why}"
+        "{FREE_MB} MB free: failed, nothing published, space freed for the next case (same cache); said: {why}"
     ))
 }
 
