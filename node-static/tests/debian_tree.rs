@@ -5,7 +5,9 @@
 //! from disk at start-up.
 
 use nodeos_build::fetch::{self, Fetcher};
-use nodeos_build::{Env, Key, Phase};
+use nodeos_build::Env;
+
+mod common;
 use std::path::PathBuf;
 
 fn real_dl_dir() -> PathBuf {
@@ -43,20 +45,7 @@ fn debian_tree_has_embedded_builtins() {
 
     let mut test_env = env.clone();
     test_env.cache_dir = root.path().join("cache");
-    let mut k = Key::new("node-prepare-test", 1);
-    k.str("pid", &std::process::id().to_string());
-    let out = Phase::new(&test_env, "node-prepare-test", None, k)
-        .run(|ctx| {
-            let dir = ctx.build_dir().join("node");
-            ctx.step("prepare", |ctx| {
-                node_static::build::prepare_source(ctx, &node, &variant, &dir)
-            })?;
-            // Keep the tree for the assertions below.
-            std::fs::rename(&dir, ctx.out_dir().join("node"))?;
-            Ok(())
-        })
-        .unwrap();
-    let tree = out.dir.join("node");
+    let tree = common::prepared_tree(&test_env, &node, "debian");
     let configure = std::fs::read_to_string(tree.join("configure.py")).unwrap();
     let node_gyp = std::fs::read_to_string(tree.join("node.gyp")).unwrap();
     for b in &variant.builtins {

@@ -4,7 +4,9 @@
 //! none of the Debian restoration steps run.
 
 use nodeos_build::fetch::{self, Fetcher};
-use nodeos_build::{Arch, Env, Key, Manifest, Phase};
+use nodeos_build::{Arch, Env, Manifest};
+
+mod common;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -118,20 +120,7 @@ fn upstream_tarball_is_fetched_verified_and_used_as_is() {
         body
     );
 
-    let recipe = node_static::Recipe::builtin();
-    let variant = recipe.variant("upstream").unwrap().clone();
-    let k = Key::new("node-upstream-prepare-test", 1);
-    let out = Phase::new(&env, "node-upstream-prepare-test", None, k)
-        .run(|ctx| {
-            let dir = ctx.build_dir().join("node");
-            ctx.step("prepare", |ctx| {
-                node_static::build::prepare_source(ctx, &node, &variant, &dir)
-            })?;
-            std::fs::rename(&dir, ctx.out_dir().join("node"))?;
-            Ok(())
-        })
-        .unwrap();
-    let tree = out.dir.join("node");
+    let tree = common::prepared_tree(&env, &node, "upstream");
     assert_eq!(
         std::fs::read_to_string(tree.join("configure.py")).unwrap(),
         "# assembled for the test\n"
@@ -146,6 +135,7 @@ fn upstream_tarball_is_fetched_verified_and_used_as_is() {
     assert!(!tree.join("src/acorn_version.h").exists());
 
     // Its configure line has nothing of the Debian restoration.
+    let recipe = node_static::Recipe::builtin();
     for arch in Arch::ALL {
         let args = node_static::recipe::configure_args(
             &recipe,

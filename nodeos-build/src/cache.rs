@@ -49,16 +49,7 @@ pub fn lock_key(
     what: &str,
     report: &dyn Fn(&str),
 ) -> Result<KeyLock> {
-    let dir = env.cache_dir.join("locks");
-    create_dir_all(&dir)?;
-    let path = dir.join(format!("{phase}-{}.lock", &key[..16]));
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("opening lock {}", path.display()))?;
+    let (mut file, path) = open_lock_file(env, phase, &key[..16])?;
     let fd = file.as_raw_fd();
     // SAFETY: plain syscalls on a descriptor we own.
     unsafe {
@@ -83,9 +74,8 @@ pub fn lock_key(
     Ok(KeyLock { _file: file, path })
 }
 
-/// Takes the lock of a key without waiting: `None` while another run
-/// holds it (its pid is in the file).
-fn try_lock(env: &Env, phase: &str, key16: &str) -> Result<Option<File>> {
+/// `locks/<phase>-<key16>.lock`, created if missing.
+fn open_lock_file(env: &Env, phase: &str, key16: &str) -> Result<(File, PathBuf)> {
     let dir = env.cache_dir.join("locks");
     create_dir_all(&dir)?;
     let path = dir.join(format!("{phase}-{key16}.lock"));
@@ -96,6 +86,13 @@ fn try_lock(env: &Env, phase: &str, key16: &str) -> Result<Option<File>> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("opening lock {}", path.display()))?;
+    Ok((file, path))
+}
+
+/// Takes the lock of a key without waiting: `None` while another run
+/// holds it (its pid is in the file).
+fn try_lock(env: &Env, phase: &str, key16: &str) -> Result<Option<File>> {
+    let (file, _) = open_lock_file(env, phase, key16)?;
     // SAFETY: a plain syscall on a descriptor we own.
     let got = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
     Ok(got.then_some(file))
