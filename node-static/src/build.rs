@@ -110,8 +110,16 @@ pub fn build(ctx: &mut StepCtx, arch: Arch, node: &Resolved, tc: &Toolchain) -> 
         ctx.run(c)
     })?;
 
-    let total = count_target_objects(&src.join("out"));
-    let obj_dir = src.join("out/Release/obj.target");
+    let target = recipe.make_target.clone();
+    let plan = {
+        let mut c = cmd("make", &src);
+        c.args(["-n", "-C", "out", "BUILDTYPE=Release", &target]);
+        c.output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let obj_dir = src.join("out/Release");
+    let total = plan.map(|text| planned_objects(&text, &obj_dir));
     let last = Cell::new((Instant::now() - Duration::from_secs(60), 0u64));
     ctx.progress.set_counter(Some(Box::new(move || {
         // Walking thousands of files: at most every 10 s.
@@ -126,7 +134,6 @@ pub fn build(ctx: &mut StepCtx, arch: Arch, node: &Resolved, tc: &Toolchain) -> 
         total.map(|t| (n.min(t), t))
     })));
     let jobs = ctx.env.jobs;
-    let target = recipe.make_target.clone();
     let made = ctx.resumable_step("make", |ctx| {
         let mut c = cmd("make", &src);
         c.args([
@@ -292,28 +299,36 @@ fn build_brotli(
     ctx.run(c)
 }
 
-/// Objects the target makefiles will compile (`$(obj).target/…o` entries);
-/// host-side copies (`*.host.mk`) are not built for the `node` target.
-fn count_target_objects(out: &Path) -> Option<u64> {
-    let mut n = 0u64;
-    for e in walkdir::WalkDir::new(out).into_iter().flatten() {
-        let name = e.file_name().to_string_lossy();
-        if name.ends_with(".target.mk") {
-            if let Ok(text) = std::fs::read_to_string(e.path()) {
-                n += text
-                    .lines()
-                    .filter(|l| {
-                        l.trim_start().starts_with("$(obj).target/")
-                            && l.trim_end()
-                                .trim_end_matches('\\')
-                                .trim_end()
-                                .ends_with(".o")
-                    })
-                    .count() as u64;
-            }
+/// How many objects the make target needs in all: those already in
+/// `obj_dir` plus those `make -n` (its dry-run output is `plan`) would still
+/// compile. Counting every object the makefiles know would overstate it by
+/// a sixth: tests, fuzzers and tools the `node` target never builds.
+fn planned_objects(plan: &str, obj_dir: &Path) -> u64 {
+    let mut objects: std::collections::HashSet<PathBuf> = walkdir::WalkDir::new(obj_dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "o"))
+        .map(|e| e.into_path())
+        .collect();
+    for line in plan.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if !words.contains(&"-c") {
+            continue;
+        }
+        if let Some(w) = words
+            .windows(2)
+            .find(|w| w[0] == "-o" && w[1].ends_with(".o"))
+        {
+            let p = Path::new(w[1]);
+            let out_dir = obj_dir.parent().unwrap_or(obj_dir);
+            objects.insert(if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                out_dir.join(p)
+            });
         }
     }
-    (n > 0).then_some(n)
+    objects.len() as u64
 }
 
 fn count_files(dir: &Path, ext: &str) -> u64 {
@@ -343,5 +358,29 @@ mod tests {
             .contains("#define ACORN_VERSION \"8.8.1\""));
         std::fs::write(&p, "nothing\n").unwrap();
         assert!(set_version_header(&p, "1").is_err());
+    }
+
+    #[test]
+    fn planned_objects_are_built_plus_still_to_compile() {
+        // Shaped like gyp's `make -n` output: compile lines, an archive
+        // line that mentions .o files without -c, a link line.
+        let d = tempfile::tempdir().unwrap();
+        let rel = d.path().join("out/Release");
+        std::fs::create_dir_all(rel.join("obj.target/a")).unwrap();
+        std::fs::write(rel.join("obj.target/a/done.o"), "").unwrap();
+        std::fs::write(rel.join("obj.target/a/stale.o"), "").unwrap();
+        let abs = rel.join("obj.target/v8/x.o");
+        let plan = format!(
+            "make: Entering directory\n\
+             g++ -O3 -c -o {} ../deps/v8/x.cc\n\
+             cc -MMD -o Release/obj.target/a/stale.o -c ../a/stale.c\n\
+             cc -o Release/obj.target/a/y.o ../a/y.c -O2 -c\n\
+             ar crsT Release/obj.target/liba.a Release/obj.target/a/done.o\n\
+             g++ -o Release/node Release/obj.target/a/done.o -static\n",
+            abs.display()
+        );
+        // done.o and stale.o exist; x.o and y.o are to compile; stale.o is
+        // counted once.
+        assert_eq!(planned_objects(&plan, &rel), 4);
     }
 }
