@@ -371,12 +371,6 @@ pub fn timer_probe() -> Probe {
     }
 }
 
-/// Waits for the Node REPL on `guest`, runs every check, then ends the guest
-/// with `process.exit()`.
-///
-/// Returns `Err` only when the prompt never comes (the image did not boot);
-/// a check that fails or gets no answer is a failed [`CheckResult`] (after
-/// a check gets no answer the rest are not run: the REPL is gone).
 /// Waits for Node's REPL banner and prompt; returns the time from QEMU's
 /// start to the prompt.
 pub fn wait_for_prompt(guest: &mut Guest) -> anyhow::Result<Duration> {
@@ -392,6 +386,12 @@ pub fn wait_for_prompt(guest: &mut Guest) -> anyhow::Result<Duration> {
     Ok(guest.elapsed())
 }
 
+/// Waits for the Node REPL on `guest`, runs every check, then ends the guest
+/// with `process.exit()`.
+///
+/// Returns `Err` only when the prompt never comes (the image did not boot);
+/// a check that fails or gets no answer is a failed [`CheckResult`] (after
+/// a check gets no answer the rest are not run: the REPL is gone).
 pub fn run_node_checks(guest: &mut Guest, exp: &NodeExpectations) -> anyhow::Result<NodeReport> {
     let boot_to_prompt = wait_for_prompt(guest)?;
     let mut report = NodeReport {
