@@ -102,17 +102,30 @@ pub fn run(a: BenchArgs) -> Result<()> {
     for (arch, img) in &images {
         for p in &img.phases {
             let t = nodeos_build::phase::read_timings(&p.dir);
+            // A phase finished by a resumed run took longer in all than its
+            // publishing run: say so instead of passing it off as cold.
             let cold = t
                 .as_ref()
-                .map(|t| fmt_duration(Duration::from_secs_f64(t.build_secs)))
+                .map(|t| {
+                    let d = fmt_duration(Duration::from_secs_f64(t.build_secs));
+                    if t.steps.iter().any(|s| s.how != "built") {
+                        format!("{d} (last run only: resumed; earlier runs not counted)")
+                    } else {
+                        d
+                    }
+                })
                 .unwrap_or("?".into());
             let steps = t
                 .map(|t| {
                     t.steps
                         .iter()
                         .map(|s| {
+                            let note = match s.how.as_str() {
+                                "built" => String::new(),
+                                how => format!(" ({how})"),
+                            };
                             format!(
-                                "{} {}",
+                                "{} {}{note}",
                                 s.step,
                                 fmt_duration(Duration::from_secs_f64(s.secs))
                             )
