@@ -30,7 +30,7 @@ pub struct Image {
 }
 
 /// Bump when the initramfs step below changes what it writes.
-const INITRAMFS_RECIPE_VERSION: u32 = 1;
+const INITRAMFS_RECIPE_VERSION: u32 = 2;
 
 pub fn initramfs_file_name() -> String {
     format!(
@@ -43,9 +43,14 @@ pub fn initramfs_file_name() -> String {
 /// the node's key, so the same node gives the same bytes without work.
 pub fn build_initramfs(env: &Env, arch: Arch, init: &Path, init_key: &str) -> Result<PhaseOutput> {
     let opts = initramfs::Options::from_env()?;
+    // The init's bytes, not only its phase key: a Node build is not
+    // bit-reproducible (a rebuild of the same key gave another binary), and
+    // the archive must hold the node the manifest names.
+    let init_sha = sha256_file(init)?;
     let mut k = Key::new("initramfs", INITRAMFS_RECIPE_VERSION);
     k.str("arch", arch.name())
         .dep("init", init_key)
+        .str("init.sha256", &init_sha)
         .str("compression", opts.compression.name())
         .str("mtime", &opts.mtime.to_string());
     let name = initramfs_file_name();
@@ -230,6 +235,7 @@ pub fn run(a: ImageArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
     use std::process::Command;
 
     /// A real static x86_64 executable from the host compiler, standing in
@@ -274,6 +280,23 @@ mod tests {
         assert!(
             bytes_a == bytes_b,
             "two caches gave different initramfs bytes"
+        );
+
+        // Other bytes under the same node key (a rebuild of Node is not
+        // bit-reproducible) must not reuse the archive of the old bytes.
+        let other = d.path().join("rebuilt-node");
+        std::fs::copy(&init, &other).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&other)
+            .unwrap()
+            .write_all(b"\0")
+            .unwrap();
+        let c = build_initramfs(&env_a, Arch::X86_64, &other, &key).unwrap();
+        assert!(!c.cached, "an archive of other init bytes was reused");
+        assert_ne!(
+            std::fs::read(c.dir.join(initramfs_file_name())).unwrap(),
+            bytes_a
         );
 
         // The same cache again: reused, not rewritten.
