@@ -41,16 +41,23 @@ pub fn initramfs_file_name() -> String {
 
 /// The initramfs phase: `/dev`, `/dev/console`, `/init` = node; cached by
 /// the node's key, so the same node gives the same bytes without work.
-pub fn build_initramfs(env: &Env, arch: Arch, init: &Path, init_key: &str) -> Result<PhaseOutput> {
+/// `init_sha` is the sha256 of `init`'s bytes (the caller has it: the
+/// manifest names it too).
+pub fn build_initramfs(
+    env: &Env,
+    arch: Arch,
+    init: &Path,
+    init_key: &str,
+    init_sha: &str,
+) -> Result<PhaseOutput> {
     let opts = initramfs::Options::from_env()?;
     // The init's bytes, not only its phase key: a Node build is not
     // bit-reproducible (a rebuild of the same key gave another binary), and
     // the archive must hold the node the manifest names.
-    let init_sha = sha256_file(init)?;
     let mut k = Key::new("initramfs", INITRAMFS_RECIPE_VERSION);
     k.str("arch", arch.name())
         .dep("init", init_key)
-        .str("init.sha256", &init_sha)
+        .str("init.sha256", init_sha)
         .str("compression", opts.compression.name())
         .str("mtime", &opts.mtime.to_string());
     let name = initramfs_file_name();
@@ -101,7 +108,8 @@ pub fn build(env: &Env, arch: Arch, user_kernel: Option<&Path>) -> Result<Image>
             (k.bzimage.clone(), serde_json::Value::Null)
         }
     };
-    let ird = build_initramfs(env, arch, &node.node, &node.output.key)?;
+    let node_sha = sha256_file(&node.node)?;
+    let ird = build_initramfs(env, arch, &node.node, &node.output.key, &node_sha)?;
     let initramfs = ird.dir.join(initramfs_file_name());
     phases.push(ird.clone());
 
@@ -118,6 +126,7 @@ pub fn build(env: &Env, arch: Arch, user_kernel: Option<&Path>) -> Result<Image>
         &initramfs,
         &ird.dir,
         &node,
+        &node_sha,
         &phases,
         kernel_input,
     )?;
@@ -139,6 +148,7 @@ fn write_manifest(
     initramfs: &Path,
     initramfs_dir: &Path,
     node: &node_static::NodeBinary,
+    node_sha: &str,
     phases: &[PhaseOutput],
     user_kernel: serde_json::Value,
 ) -> Result<()> {
@@ -177,7 +187,7 @@ fn write_manifest(
     let outputs = vec![
         output("bzImage", bzimage)?,
         ird,
-        output("node", &node.node)?,
+        json!({ "name": "node", "path": node.node, "size": std::fs::metadata(&node.node)?.len(), "sha256": node_sha }),
         output("node.unstripped", &node.node_unstripped)?,
     ];
     let phase_rows: Vec<serde_json::Value> = phases
@@ -262,7 +272,14 @@ mod tests {
         let key = "f".repeat(64);
 
         let env_a = Env::for_tests(&d.path().join("a"), &root);
-        let a = build_initramfs(&env_a, Arch::X86_64, &init, &key).unwrap();
+        let a = build_initramfs(
+            &env_a,
+            Arch::X86_64,
+            &init,
+            &key,
+            &sha256_file(&init).unwrap(),
+        )
+        .unwrap();
         assert!(!a.cached);
         let bytes_a = std::fs::read(a.dir.join(initramfs_file_name())).unwrap();
 
@@ -274,7 +291,14 @@ mod tests {
         f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1234567))
             .unwrap();
         let env_b = Env::for_tests(&d.path().join("b"), &root);
-        let b = build_initramfs(&env_b, Arch::X86_64, &moved, &key).unwrap();
+        let b = build_initramfs(
+            &env_b,
+            Arch::X86_64,
+            &moved,
+            &key,
+            &sha256_file(&moved).unwrap(),
+        )
+        .unwrap();
         assert!(!b.cached);
         let bytes_b = std::fs::read(b.dir.join(initramfs_file_name())).unwrap();
         assert!(
@@ -292,7 +316,14 @@ mod tests {
             .unwrap()
             .write_all(b"\0")
             .unwrap();
-        let c = build_initramfs(&env_a, Arch::X86_64, &other, &key).unwrap();
+        let c = build_initramfs(
+            &env_a,
+            Arch::X86_64,
+            &other,
+            &key,
+            &sha256_file(&other).unwrap(),
+        )
+        .unwrap();
         assert!(!c.cached, "an archive of other init bytes was reused");
         assert_ne!(
             std::fs::read(c.dir.join(initramfs_file_name())).unwrap(),
@@ -300,7 +331,14 @@ mod tests {
         );
 
         // The same cache again: reused, not rewritten.
-        let again = build_initramfs(&env_a, Arch::X86_64, &init, &key).unwrap();
+        let again = build_initramfs(
+            &env_a,
+            Arch::X86_64,
+            &init,
+            &key,
+            &sha256_file(&init).unwrap(),
+        )
+        .unwrap();
         assert!(again.cached);
         assert_eq!(
             std::fs::read(again.dir.join(initramfs_file_name())).unwrap(),
@@ -329,8 +367,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = Env::workspace_root_from(env!("CARGO_MANIFEST_DIR"));
         let env = Env::for_tests(d.path(), &root);
-        let e = build_initramfs(&env, Arch::X86_64, Path::new("/bin/true"), &"e".repeat(64))
-            .unwrap_err();
+        let e = build_initramfs(
+            &env,
+            Arch::X86_64,
+            Path::new("/bin/true"),
+            &"e".repeat(64),
+            &"f".repeat(64),
+        )
+        .unwrap_err();
         assert!(format!("{e:#}").contains("dynamically linked"), "{e:#}");
         // Nothing published: the phase's output dir has no entry.
         let published = env.cache_dir.join("out").join("initramfs");
