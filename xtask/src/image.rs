@@ -264,6 +264,15 @@ mod tests {
         bin
     }
 
+    /// Runs the initramfs phase on `init` (with its real sha256) and
+    /// returns the output and the archive's bytes.
+    fn archive(env: &Env, init: &Path, key: &str) -> (PhaseOutput, Vec<u8>) {
+        let out =
+            build_initramfs(env, Arch::X86_64, init, key, &sha256_file(init).unwrap()).unwrap();
+        let bytes = std::fs::read(out.dir.join(initramfs_file_name())).unwrap();
+        (out, bytes)
+    }
+
     #[test]
     fn same_node_gives_a_byte_identical_initramfs_in_any_cache() {
         let d = tempfile::tempdir().unwrap();
@@ -272,16 +281,8 @@ mod tests {
         let key = "f".repeat(64);
 
         let env_a = Env::for_tests(&d.path().join("a"), &root);
-        let a = build_initramfs(
-            &env_a,
-            Arch::X86_64,
-            &init,
-            &key,
-            &sha256_file(&init).unwrap(),
-        )
-        .unwrap();
+        let (a, bytes_a) = archive(&env_a, &init, &key);
         assert!(!a.cached);
-        let bytes_a = std::fs::read(a.dir.join(initramfs_file_name())).unwrap();
 
         // Same node bytes at another path with another mtime, another cache:
         // nothing about the host may leak into the archive.
@@ -291,16 +292,8 @@ mod tests {
         f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1234567))
             .unwrap();
         let env_b = Env::for_tests(&d.path().join("b"), &root);
-        let b = build_initramfs(
-            &env_b,
-            Arch::X86_64,
-            &moved,
-            &key,
-            &sha256_file(&moved).unwrap(),
-        )
-        .unwrap();
+        let (b, bytes_b) = archive(&env_b, &moved, &key);
         assert!(!b.cached);
-        let bytes_b = std::fs::read(b.dir.join(initramfs_file_name())).unwrap();
         assert!(
             bytes_a == bytes_b,
             "two caches gave different initramfs bytes"
@@ -316,34 +309,14 @@ mod tests {
             .unwrap()
             .write_all(b"\0")
             .unwrap();
-        let c = build_initramfs(
-            &env_a,
-            Arch::X86_64,
-            &other,
-            &key,
-            &sha256_file(&other).unwrap(),
-        )
-        .unwrap();
+        let (c, c_bytes) = archive(&env_a, &other, &key);
         assert!(!c.cached, "an archive of other init bytes was reused");
-        assert_ne!(
-            std::fs::read(c.dir.join(initramfs_file_name())).unwrap(),
-            bytes_a
-        );
+        assert_ne!(c_bytes, bytes_a);
 
         // The same cache again: reused, not rewritten.
-        let again = build_initramfs(
-            &env_a,
-            Arch::X86_64,
-            &init,
-            &key,
-            &sha256_file(&init).unwrap(),
-        )
-        .unwrap();
+        let (again, again_bytes) = archive(&env_a, &init, &key);
         assert!(again.cached);
-        assert_eq!(
-            std::fs::read(again.dir.join(initramfs_file_name())).unwrap(),
-            bytes_a
-        );
+        assert_eq!(again_bytes, bytes_a);
 
         // And it holds exactly the NodeOS layout, read back through the
         // real lz4 tool and our reader: /dev, /dev/console (c 5:1), /init.
