@@ -102,6 +102,15 @@ pub fn key(env: &Env, arch: Arch, inputs: &Inputs) -> Result<Key> {
         .list("gcc.configure", &f.gcc_configure)
         .list("musl.configure", &f.musl_configure)
         .str("gcc.make_vars", &recipe.gcc.make_vars.join(" "))
+        .list(
+            "gcc.source_patches",
+            &recipe
+                .gcc
+                .source_patches
+                .iter()
+                .map(|p| format!("{} -p{}", p.source, p.strip))
+                .collect::<Vec<_>>(),
+        )
         .str("linux_arch", &recipe.target(arch)?.linux_arch);
     for r in [&inputs.binutils, &inputs.gcc, &inputs.musl, &inputs.linux] {
         for s in r.all() {
