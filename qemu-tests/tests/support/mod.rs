@@ -111,7 +111,7 @@ pub fn tiny_init(arch: Arch, variant: &str) -> PathBuf {
 }
 
 /// An initramfs in the NodeOS layout (/dev/console and /init), written by
-/// the `initramfs` crate (gzip by default; `SOURCE_DATE_EPOCH` honoured).
+/// the `initramfs` crate (lz4 by default; `SOURCE_DATE_EPOCH` honoured).
 pub fn initramfs(arch: Arch, init: &Path) -> PathBuf {
     let out = work_dir().join(unique(&format!("initramfs-{arch}")));
     let opts = initramfs::Options::from_env().expect("initramfs options from the environment");
