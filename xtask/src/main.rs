@@ -8,6 +8,8 @@ mod fetch;
 mod image;
 mod initramfs_cmd;
 mod kernel_cmd;
+#[cfg(test)]
+mod key_pins;
 mod node_cmd;
 mod qemu_cmd;
 mod toolchain_cmd;

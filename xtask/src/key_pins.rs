@@ -1,0 +1,214 @@
+//! Pins the cache keys of the toolchain, node, kernel and initramfs phases
+//! for fixed inputs. A refactor that changes none of a phase's outputs must
+//! keep its key, or every user's cache is rebuilt for nothing (hours for
+//! the toolchain and Node). When an output really changes, update the pin
+//! here and say in the commit which output changes and why.
+//!
+//! The inputs are fixtures, not the repository's sources, patches and
+//! fragments, so that a new source or patch elsewhere does not move these
+//! pins; the recipes are the repository's, so a recipe change shows here.
+
+use nodeos_build::fetch::Resolved;
+use nodeos_build::host::HostCompiler;
+use nodeos_build::source::Source;
+use nodeos_build::{Arch, Env};
+use std::path::{Path, PathBuf};
+
+/// A source entry as a key sees it (name, variant, file, sha256).
+fn source(name: &str, variant: &str, version: &str) -> Source {
+    Source {
+        name: name.into(),
+        variant: variant.into(),
+        version: version.into(),
+        file: format!("{name}-{version}.tar.xz"),
+        sha256: nodeos_build::util::sha256_bytes(name.as_bytes()),
+        urls: Vec::new(),
+        debian: None,
+        with: Vec::new(),
+    }
+}
+
+fn resolved(main: Source, with: Vec<Source>) -> Resolved {
+    Resolved { main, with }
+}
+
+/// A project root with one patch per patched package and two fragments.
+fn fixture_root(dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    for (pkg, name) in [
+        ("binutils-2.40", "0001-binutils.patch"),
+        ("gcc-12.2.0", "0001-gcc.patch"),
+        ("musl-1.2.3", "0001-musl.patch"),
+        ("node-18.20.4", "0001-node.patch"),
+        ("linux-6.1.176", "0001-linux.patch"),
+    ] {
+        let d = root.join("patches").join(pkg);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(name), format!("--- a/{pkg}\n+++ b/{pkg}\n")).unwrap();
+    }
+    let config = root.join("kernel").join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("common.config"), "CONFIG_PRINTK=y\n").unwrap();
+    for arch in Arch::ALL {
+        std::fs::write(
+            config.join(format!("{}.config", arch.name())),
+            format!("# {}\nCONFIG_TTY=y\n", arch.name()),
+        )
+        .unwrap();
+    }
+    root
+}
+
+fn toolchain_inputs() -> toolchain::Inputs {
+    toolchain::Inputs {
+        binutils: resolved(source("binutils", "debian", "2.40"), vec![]),
+        gcc: resolved(
+            source("gcc", "debian", "12.2.0"),
+            vec![source("gcc-gfdl-diff", "debian", "12.2.0")],
+        ),
+        musl: resolved(source("musl", "upstream", "1.2.3"), vec![]),
+        linux: resolved(source("linux", "debian", "6.1.176"), vec![]),
+    }
+}
+
+fn node_source() -> Resolved {
+    resolved(
+        source("node", "debian", "18.20.4"),
+        vec![
+            source("node-ada", "debian", "18.20.4"),
+            source("brotli", "debian", "1.0.9"),
+        ],
+    )
+}
+
+/// The host compiler the pins were taken with (Debian 12's).
+fn host() -> HostCompiler {
+    HostCompiler {
+        cc: "gcc (Debian 12.2.0-14+deb12u1) 12.2.0".into(),
+        ld: "GNU ld (GNU Binutils for Debian) 2.40".into(),
+    }
+}
+
+/// Every pinned key: (phase, arch, key).
+fn keys(dir: &Path) -> Vec<(&'static str, Arch, String)> {
+    let root = fixture_root(dir);
+    let env = Env::for_tests(&dir.join("cache"), &root);
+    let mut out = Vec::new();
+    for arch in Arch::ALL {
+        let tc = toolchain::key(&env, arch, &toolchain_inputs(), &host())
+            .unwrap()
+            .hex();
+        let node = node_static::key(&env, arch, &node_source(), &tc)
+            .unwrap()
+            .hex();
+        let fragments = kernel::default_fragments(&env, arch);
+        let linux = resolved(source("linux", "debian", "6.1.176"), vec![]);
+        let kernel = kernel::key(&env, arch, &linux, &fragments, &host())
+            .unwrap()
+            .hex();
+        out.push(("toolchain", arch, tc));
+        out.push(("node", arch, node));
+        out.push(("kernel", arch, kernel));
+        let init = static_init(dir, arch);
+        let initramfs =
+            crate::image::build_initramfs(&env, arch, &init, &"1".repeat(64), &"2".repeat(64))
+                .unwrap()
+                .key;
+        out.push(("initramfs", arch, initramfs));
+    }
+    out
+}
+
+/// A static executable for `arch` from the host compiler: the initramfs
+/// phase refuses anything else as its init. Its bytes are not a key input
+/// (the phase is given the sha256), so the host compiler's version does
+/// not move the pin.
+fn static_init(dir: &Path, arch: Arch) -> PathBuf {
+    let src = dir.join("init.c");
+    std::fs::write(&src, "int main(void) { return 0; }\n").unwrap();
+    let bin = dir.join(format!("init-{arch}"));
+    let st = std::process::Command::new("gcc")
+        .arg(arch.host_cc_flag())
+        .args(["-static", "-O2", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .expect("gcc runs (install build-essential)");
+    assert!(
+        st.success(),
+        "gcc -static {} failed (gcc-multilib installed?)",
+        arch.host_cc_flag()
+    );
+    bin
+}
+
+/// Taken on main at ed9eff9 (before the phase driver and targets file),
+/// with that commit's key functions.
+const PINNED: &[(&str, Arch, &str)] = &[
+    (
+        "toolchain",
+        Arch::I386,
+        "2d7dc26102687b82bf774a5d9e8abfeb164c7a901862bad5dd9505a54bcd64f0",
+    ),
+    (
+        "node",
+        Arch::I386,
+        "dfe687c46360079f6b7286ab62d774b0d3df432534a464397d4ff913ffc1bf8a",
+    ),
+    (
+        "kernel",
+        Arch::I386,
+        "7baf6e7b719c0425c8fb223bd11c04a44d5d94a61ac5a289950921d66ed960f0",
+    ),
+    (
+        "initramfs",
+        Arch::I386,
+        "4b8806b3ea98842f3a8439911187dbed3e2b58cbe49a25d14cfdcc11986a295a",
+    ),
+    (
+        "toolchain",
+        Arch::X86_64,
+        "fff769b7eaa5aa36128361eb0302d9685778aa2e7037920322901d1eba508f8b",
+    ),
+    (
+        "node",
+        Arch::X86_64,
+        "1a9ca629bfac0be97b556f43b07ad2fb23b00f3e0a7a882d8b5111f09d243721",
+    ),
+    (
+        "kernel",
+        Arch::X86_64,
+        "2b6024d021c510b40376a6969c3844da95a6e307af8e9825b7413c485f1df39b",
+    ),
+    (
+        "initramfs",
+        Arch::X86_64,
+        "2f07599628a8a4a8f813e9853a49fcd72289b7a7daa27f760260dafc7c33aa4e",
+    ),
+];
+
+#[test]
+fn phase_keys_are_pinned() {
+    let d = tempfile::tempdir().unwrap();
+    let got = keys(d.path());
+    let mut moved = Vec::new();
+    for (phase, arch, key) in &got {
+        let pinned = PINNED
+            .iter()
+            .find(|(p, a, _)| p == phase && a == arch)
+            .unwrap_or_else(|| panic!("no pin for {phase} {arch}"));
+        if pinned.2 != key {
+            moved.push(format!("{phase} {arch}: pinned {}, now {key}", pinned.2));
+        }
+    }
+    assert_eq!(
+        got.len(),
+        PINNED.len(),
+        "a pin for a phase that is no longer computed"
+    );
+    assert!(
+        moved.is_empty(),
+        "cache keys moved (every user's cache of these phases would be rebuilt). If an output really changes, update PINNED and say which output changes in the commit:\n{}",
+        moved.join("\n")
+    );
+}
