@@ -173,17 +173,19 @@ pub(crate) fn build(ctx: &mut StepCtx, plan: &Plan) -> Result<()> {
         }
     })?;
 
+    let image = &arch.target().kernel_image;
+    // The step keeps its name (stamps of interrupted builds refer to it).
     ctx.resumable_step("bzimage", |ctx| {
         let mut c = kmake(&src, &obj, arch);
-        c.arg(format!("-j{jobs}")).arg("bzImage");
+        c.arg(format!("-j{jobs}")).arg(&image.make_target);
         ctx.run(c)
     })?;
 
     ctx.step("collect", |ctx| {
         create_dir_all(&stage)?;
-        let bz = obj.join("arch/x86/boot/bzImage");
-        crate::check_user_bzimage_for(&bz, arch)?;
-        copy(&bz, &stage.join("bzImage"))?;
+        let built = obj.join(&image.path);
+        crate::check_user_bzimage_for(&built, arch)?;
+        copy(&built, &stage.join(crate::image_file_name(arch)))?;
         copy(&obj.join(".config"), &stage.join("config"))?;
         // With BLK_DEV_INITRD the kernel builds usr/gen_init_cpio for its
         // built-in (empty) initramfs; should a config ever skip it, build
@@ -198,8 +200,9 @@ pub(crate) fn build(ctx: &mut StepCtx, plan: &Plan) -> Result<()> {
             ctx.run(c)?;
         }
         copy(&gen, &stage.join("gen_init_cpio"))?;
-        let size = std::fs::metadata(stage.join("bzImage"))?.len();
-        ctx.log(&format!("bzImage: {size} bytes"));
+        let name = crate::image_file_name(arch);
+        let size = std::fs::metadata(stage.join(&name))?.len();
+        ctx.log(&format!("{name}: {size} bytes"));
         Ok(())
     })?;
     Ok(())

@@ -51,12 +51,20 @@ impl Kernel {
         let dir = &output.dir;
         Kernel {
             arch,
-            bzimage: dir.join("bzImage"),
+            bzimage: dir.join(image_file_name(arch)),
             config: dir.join("config"),
             gen_init_cpio: dir.join("gen_init_cpio"),
             output,
         }
     }
+}
+
+/// The kernel image's file name in the phase's output and in
+/// `target/nodeos/<arch>/`: the name of the file the target's build makes
+/// (`bzImage` on x86).
+pub fn image_file_name(arch: Arch) -> String {
+    let path = &arch.target().kernel_image.path;
+    path.rsplit('/').next().unwrap_or(path).to_string()
 }
 
 /// Where the repository's fragments live.
@@ -132,7 +140,10 @@ pub fn key(
 /// `target/nodeos/<arch>/bzImage` to it.
 pub fn build(env: &Env, arch: Arch) -> Result<Kernel> {
     let k = build_inner(env, arch, &[])?;
-    nodeos_build::util::symlink_force(&k.bzimage, &env.artifact_dir(arch).join("bzImage"))?;
+    nodeos_build::util::symlink_force(
+        &k.bzimage,
+        &env.artifact_dir(arch).join(image_file_name(arch)),
+    )?;
     Ok(k)
 }
 
@@ -217,7 +228,7 @@ mod tests {
     #[test]
     fn repo_fragments_parse_and_explain_themselves() {
         let (_d, env) = repo_env();
-        for arch in Arch::ALL {
+        for arch in Arch::all() {
             let frags = default_fragments(&env, arch);
             let merged = config::load_fragments(&frags).unwrap();
             assert!(

@@ -73,9 +73,20 @@ impl Recipe {
 
     pub fn parse(text: &str) -> Result<Recipe> {
         let r: Recipe = toml::from_str(text).context("parsing the node recipe")?;
-        for name in r.arch.keys() {
-            name.parse::<Arch>()
-                .map_err(|e| anyhow::anyhow!("node recipe arch {name}: {e}"))?;
+        for (name, flags) in &r.arch {
+            match Arch::named(name) {
+                Some(arch) if arch.name() == name => {}
+                Some(arch) => bail!(
+                    "node recipe arch {name}: name the target by its row name {arch}, not an alias"
+                ),
+                None => bail!(
+                    "node recipe arch {name}: no such row in nodeos-build/targets.toml (accepted: {})",
+                    nodeos_build::arch::accepted()
+                ),
+            }
+            if let Some(f) = flags.configure.iter().find(|f| f.starts_with("--dest-cpu")) {
+                bail!("node recipe arch {name}: {f} comes from nodeos-build/targets.toml (node_dest_cpu); remove it here");
+            }
         }
         for (vname, v) in &r.variants {
             for b in &v.builtins {
@@ -121,6 +132,7 @@ pub fn configure_args(
 ) -> Result<Vec<String>> {
     let v = recipe.variant(variant)?;
     let mut args = recipe.configure.clone();
+    args.push(format!("--dest-cpu={}", arch.node_cpu()));
     args.extend(recipe.arch_flags(arch)?.configure.iter().cloned());
     args.extend(v.configure.iter().cloned());
     if v.brotli.is_some() {
@@ -260,6 +272,24 @@ mod tests {
             !plain.iter().any(|(k, _)| k == "CFLAGS"),
             "no flags, no CFLAGS"
         );
+    }
+
+    #[test]
+    fn arch_rows_name_targets_and_do_not_repeat_them() {
+        let text = include_str!("../recipe.toml");
+        for arch in Arch::all() {
+            Recipe::builtin().arch_flags(arch).unwrap();
+        }
+        let e = Recipe::parse(&text.replace("[arch.i386]", "[arch.i686]")).unwrap_err();
+        assert!(format!("{e:#}").contains("not an alias"), "{e:#}");
+        let e = Recipe::parse(&text.replace("[arch.i386]", "[arch.m68k]")).unwrap_err();
+        assert!(format!("{e:#}").contains("no such row"), "{e:#}");
+        let e = Recipe::parse(&text.replace(
+            "configure = [\"--openssl-no-asm\"]",
+            "configure = [\"--dest-cpu=ia32\", \"--openssl-no-asm\"]",
+        ))
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("node_dest_cpu"), "{e:#}");
     }
 
     #[test]

@@ -136,7 +136,7 @@ fn upstream_tarball_is_fetched_verified_and_used_as_is() {
 
     // Its configure line has nothing of the Debian restoration.
     let recipe = node_static::Recipe::builtin();
-    for arch in Arch::ALL {
+    for arch in Arch::all() {
         let args = node_static::recipe::configure_args(
             &recipe,
             arch,

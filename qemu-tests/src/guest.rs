@@ -391,11 +391,14 @@ pub fn run_interactive(cfg: &QemuConfig) -> anyhow::Result<()> {
 
 /// The QEMU command line common to both modes, without the console options.
 fn qemu_command(cfg: &QemuConfig, accel: Accel) -> Command {
-    let mut cmd = Command::new(cfg.arch.qemu_system());
+    let qemu = &cfg.arch.target().qemu;
+    let mut cmd = Command::new(&qemu.system);
+    cmd.args(["-machine", &qemu.machine]);
     cmd.args(["-accel", accel.qemu_name()]);
-    if let Some(cpu) = cfg.arch.qemu_cpu() {
+    if let Some(cpu) = &qemu.cpu {
         cmd.args(["-cpu", cpu]);
     }
+    cmd.args(&qemu.extra_args);
     cmd.arg("-m")
         .arg(format!("{}M", cfg.memory_mib))
         .arg("-kernel")

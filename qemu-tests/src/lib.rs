@@ -49,7 +49,8 @@ pub struct QemuConfig {
     /// Guest RAM. The initramfs and its unpacked files are both in RAM while
     /// the kernel unpacks it, so a big image needs more than its size.
     pub memory_mib: u32,
-    /// Appended to the kernel command line after `console=ttyS0 panic=-1`.
+    /// Appended to the kernel command line after `console=<the target's
+    /// serial console> panic=-1`.
     pub append_extra: String,
     /// Where the console log goes, e.g. `target/nodeos/logs/<arch>/`.
     pub log_dir: PathBuf,
@@ -89,7 +90,7 @@ impl QemuConfig {
     /// to the caller: it keeps the panic lines (printed at KERN_EMERG) but
     /// hides the boot messages that make a failing log readable.
     pub fn kernel_cmdline(&self) -> String {
-        let mut cmdline = String::from("console=ttyS0 panic=-1");
+        let mut cmdline = format!("console={} panic=-1", self.arch.target().qemu.console);
         if !self.append_extra.trim().is_empty() {
             cmdline.push(' ');
             cmdline.push_str(self.append_extra.trim());

@@ -30,8 +30,7 @@ fn source_path(ctx: &StepCtx, r: &nodeos_build::Source) -> Result<PathBuf> {
 
 pub fn build(ctx: &mut StepCtx, arch: Arch, inputs: &Inputs) -> Result<()> {
     let recipe = Recipe::builtin();
-    let target = recipe.target(arch)?.clone();
-    let triple = target.triple.clone();
+    let triple = arch.triple().to_string();
     let b = ctx.build_dir().to_path_buf();
     let stage = ctx.out_dir().to_path_buf();
     let sysroot = b.join(BUILD_SYSROOT_REL);
@@ -105,7 +104,7 @@ pub fn build(ctx: &mut StepCtx, arch: Arch, inputs: &Inputs) -> Result<()> {
         remove_path(&headers)?;
         create_dir_all(&headers.join("staged"))?;
         let mut c = host_cmd("make", &src.join("linux"), &stage);
-        c.arg(format!("ARCH={}", target.linux_arch))
+        c.arg(format!("ARCH={}", arch.target().linux_srcarch))
             .arg(format!("O={}", headers.display()))
             .arg(format!(
                 "INSTALL_HDR_PATH={}",

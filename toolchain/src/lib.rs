@@ -112,7 +112,7 @@ pub fn key(env: &Env, arch: Arch, inputs: &Inputs, host: &HostCompiler) -> Resul
                 .map(|p| format!("{} -p{}", p.source, p.strip))
                 .collect::<Vec<_>>(),
         )
-        .str("linux_arch", &recipe.target(arch)?.linux_arch);
+        .str("linux_arch", &arch.target().linux_srcarch);
     for r in [&inputs.binutils, &inputs.gcc, &inputs.musl, &inputs.linux] {
         for s in r.all() {
             k.source(s);

@@ -22,7 +22,7 @@ pub struct InitramfsArgs {
 
 pub fn run(a: InitramfsArgs) -> Result<()> {
     let info = elf::inspect(&a.init)?;
-    let arch = Arch::ALL
+    let arch = Arch::all()
         .into_iter()
         .find(|x| x.elf_machine() == info.machine);
     let Some(arch) = arch else {

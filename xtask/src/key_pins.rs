@@ -49,7 +49,7 @@ fn fixture_root(dir: &Path) -> PathBuf {
     let config = root.join("kernel").join("config");
     std::fs::create_dir_all(&config).unwrap();
     std::fs::write(config.join("common.config"), "CONFIG_PRINTK=y\n").unwrap();
-    for arch in Arch::ALL {
+    for arch in Arch::all() {
         std::fs::write(
             config.join(format!("{}.config", arch.name())),
             format!("# {}\nCONFIG_TTY=y\n", arch.name()),
@@ -94,7 +94,7 @@ fn keys(dir: &Path) -> Vec<(&'static str, Arch, String)> {
     let root = fixture_root(dir);
     let env = Env::for_tests(&dir.join("cache"), &root);
     let mut out = Vec::new();
-    for arch in Arch::ALL {
+    for arch in Arch::all() {
         let tc = toolchain::key(&env, arch, &toolchain_inputs(), &host())
             .unwrap()
             .hex();

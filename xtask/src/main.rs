@@ -55,7 +55,7 @@ impl Common {
     pub fn arches(&self) -> Vec<Arch> {
         let mut v: Vec<Arch> = self.arch.iter().flatten().copied().collect();
         if v.is_empty() {
-            v = Arch::ALL.to_vec();
+            v = Arch::all();
         }
         v.sort();
         v.dedup();

@@ -89,9 +89,7 @@ pub fn tiny_init(arch: Arch, variant: &str) -> PathBuf {
     let out = work_dir().join(format!("tiny-init-{arch}-{}", variant.to_lowercase()));
     let tmp = work_dir().join(unique("tiny-init"));
     let mut cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
-    if arch == Arch::I386 {
-        cc.arg("-m32");
-    }
+    cc.arg(arch.host_cc_flag());
     cc.args(["-static", "-Os", "-Wall", "-Werror"])
         .arg(format!("-DVARIANT_{variant}"))
         .arg("-o")
