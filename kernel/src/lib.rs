@@ -183,17 +183,20 @@ fn build_inner(env: &Env, arch: Arch, extra: &[PathBuf]) -> Result<Kernel> {
         );
         (source, phase)
     };
-    let output = phase.run(|ctx| {
-        build::build(
-            ctx,
-            &build::Plan {
-                arch,
-                source: &source,
-                fragments: &fragments,
-                requested: &requested,
-            },
-        )
-    })?;
+    let image = image_file_name(arch);
+    let output = phase
+        .outputs(&[&image, "config", "gen_init_cpio"])
+        .run(|ctx| {
+            build::build(
+                ctx,
+                &build::Plan {
+                    arch,
+                    source: &source,
+                    fragments: &fragments,
+                    requested: &requested,
+                },
+            )
+        })?;
     let kernel = Kernel::at(arch, output);
     check_user_bzimage_for(&kernel.bzimage, arch)
         .with_context(|| format!("the kernel phase's output {}", kernel.output.dir.display()))?;

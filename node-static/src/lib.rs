@@ -89,7 +89,9 @@ pub fn build(env: &Env, arch: Arch) -> Result<NodeBinary> {
         );
         (node_src, phase)
     };
-    let output = phase.run(|ctx| build::build(ctx, arch, &node_src, &tc))?;
+    let output = phase
+        .outputs(&["node", "node.unstripped", "config.gypi"])
+        .run(|ctx| build::build(ctx, arch, &node_src, &tc))?;
     let bin = NodeBinary {
         arch,
         node: output.dir.join("node"),

@@ -15,6 +15,7 @@ pub mod host;
 pub mod key;
 pub mod phase;
 pub mod progress;
+pub mod publish;
 pub mod source;
 pub mod tree;
 pub mod util;

@@ -13,6 +13,7 @@ mod key_pins;
 mod node_cmd;
 mod qemu_cmd;
 mod toolchain_cmd;
+mod verify;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -94,6 +95,8 @@ enum Command {
     Drill(drill::DrillArgs),
     /// Remove cached phase outputs and build dirs (downloads are kept)
     Clean(fetch::CleanArgs),
+    /// Check every cached output against the sizes and sha256 recorded when it was published
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -134,6 +137,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Drill(a) => drill::run(a),
         Command::Clean(a) => fetch::clean(a),
+        Command::Verify(a) => verify::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
