@@ -212,3 +212,165 @@ fn phase_keys_are_pinned() {
         moved.join("\n")
     );
 }
+
+/// Every declared input of each phase moves its key: the sources (file,
+/// variant, sha256 of each, main and companions), each patch dir's bytes,
+/// each kernel fragment's bytes, the host compiler and linker, the keys of
+/// the phases it depends on, the init's bytes and the archive options. The
+/// recipes are inputs too; their fields are checked in each recipe crate.
+#[test]
+fn each_declared_input_moves_its_phase_key() {
+    let d = tempfile::tempdir().unwrap();
+    let root = fixture_root(d.path());
+    let env = Env::for_tests(&d.path().join("cache"), &root);
+    let arch = Arch::X86_64;
+    let tc_key = |inputs: &toolchain::Inputs, host: &HostCompiler| {
+        toolchain::key(&env, arch, inputs, host).unwrap().hex()
+    };
+    let base = tc_key(&toolchain_inputs(), &host());
+    let mut changed = Vec::new();
+    // Each source of the toolchain, each field a key sees.
+    type Pick = fn(&mut toolchain::Inputs) -> &mut Source;
+    let picks: [(&str, Pick); 5] = [
+        ("binutils", |i| &mut i.binutils.main),
+        ("gcc", |i| &mut i.gcc.main),
+        ("gcc-gfdl-diff", |i| &mut i.gcc.with[0]),
+        ("musl", |i| &mut i.musl.main),
+        ("linux", |i| &mut i.linux.main),
+    ];
+    for (what, pick) in picks {
+        for field in ["file", "variant", "sha256"] {
+            let mut i = toolchain_inputs();
+            let s = pick(&mut i);
+            match field {
+                "file" => s.file.push('x'),
+                "variant" => s.variant.push('x'),
+                _ => s.sha256 = "0".repeat(64),
+            }
+            changed.push((
+                format!("toolchain: {what}.{field}"),
+                base.clone(),
+                tc_key(&i, &host()),
+            ));
+        }
+    }
+    let mut other_cc = host();
+    other_cc.cc.push('x');
+    changed.push((
+        "toolchain: host cc".into(),
+        base.clone(),
+        tc_key(&toolchain_inputs(), &other_cc),
+    ));
+    for pkg in ["binutils-2.40", "gcc-12.2.0", "musl-1.2.3"] {
+        let patch = root.join("patches").join(pkg).join("0002-new.patch");
+        std::fs::write(&patch, "").unwrap();
+        changed.push((
+            format!("toolchain: a patch for {pkg}"),
+            base.clone(),
+            tc_key(&toolchain_inputs(), &host()),
+        ));
+        std::fs::remove_file(&patch).unwrap();
+    }
+    assert_eq!(
+        tc_key(&toolchain_inputs(), &host()),
+        base,
+        "the fixture is restored"
+    );
+
+    // Node: its sources, patches and the toolchain's key.
+    let node_key = |src: &Resolved, tc: &str| node_static::key(&env, arch, src, tc).unwrap().hex();
+    let nbase = node_key(&node_source(), &base);
+    changed.push((
+        "node: toolchain key".into(),
+        nbase.clone(),
+        node_key(&node_source(), &"0".repeat(64)),
+    ));
+    for i in 0..3 {
+        let mut src = node_source();
+        let s = if i == 0 {
+            &mut src.main
+        } else {
+            &mut src.with[i - 1]
+        };
+        s.sha256 = "0".repeat(64);
+        changed.push((
+            format!("node: source {} sha256", s.name),
+            nbase.clone(),
+            node_key(&src, &base),
+        ));
+    }
+    let patch = root.join("patches/node-18.20.4/0001-node.patch");
+    std::fs::write(&patch, "changed").unwrap();
+    changed.push((
+        "node: a patch byte".into(),
+        nbase.clone(),
+        node_key(&node_source(), &base),
+    ));
+
+    // Kernel: source, patches, each fragment, host cc and ld.
+    let linux = || resolved(source("linux", "debian", "6.1.176"), vec![]);
+    let frags = kernel::default_fragments(&env, arch);
+    let k_key =
+        |src: &Resolved, h: &HostCompiler| kernel::key(&env, arch, src, &frags, h).unwrap().hex();
+    let kbase = k_key(&linux(), &host());
+    let mut src = linux();
+    src.main.sha256 = "0".repeat(64);
+    changed.push((
+        "kernel: source sha256".into(),
+        kbase.clone(),
+        k_key(&src, &host()),
+    ));
+    let mut h = host();
+    h.ld.push('x');
+    changed.push(("kernel: host ld".into(), kbase.clone(), k_key(&linux(), &h)));
+    let mut h = host();
+    h.cc.push('x');
+    changed.push(("kernel: host cc".into(), kbase.clone(), k_key(&linux(), &h)));
+    for f in &frags {
+        let before = std::fs::read(f).unwrap();
+        std::fs::write(f, [before.as_slice(), b"# x\n"].concat()).unwrap();
+        changed.push((
+            format!("kernel: fragment {}", f.display()),
+            kbase.clone(),
+            k_key(&linux(), &host()),
+        ));
+        std::fs::write(f, before).unwrap();
+    }
+    let patch = root.join("patches/linux-6.1.176/0001-linux.patch");
+    std::fs::write(&patch, "changed").unwrap();
+    changed.push((
+        "kernel: a patch byte".into(),
+        kbase.clone(),
+        k_key(&linux(), &host()),
+    ));
+
+    // Initramfs: the init's phase key and its bytes' sha256.
+    let init = static_init(d.path(), arch);
+    let ird = |init_key: &str, init_sha: &str| {
+        crate::image::build_initramfs(&env, arch, &init, init_key, init_sha)
+            .unwrap()
+            .key
+    };
+    let ibase = ird(&"1".repeat(64), &"2".repeat(64));
+    changed.push((
+        "initramfs: init key".into(),
+        ibase.clone(),
+        ird(&"3".repeat(64), &"2".repeat(64)),
+    ));
+    changed.push((
+        "initramfs: init sha256".into(),
+        ibase.clone(),
+        ird(&"1".repeat(64), &"3".repeat(64)),
+    ));
+
+    let unmoved: Vec<&String> = changed
+        .iter()
+        .filter(|(_, a, b)| a == b)
+        .map(|(w, _, _)| w)
+        .collect();
+    assert!(
+        unmoved.is_empty(),
+        "these inputs do not move their phase's key: {unmoved:?}"
+    );
+    assert!(changed.len() > 30, "{} cases", changed.len());
+}

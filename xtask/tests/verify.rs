@@ -27,6 +27,9 @@ fn verify_reports_changed_bytes_that_reuse_does_not_see() {
     let text = String::from_utf8_lossy(&bad.stdout).into_owned();
     let err = String::from_utf8_lossy(&bad.stderr).into_owned();
     assert!(!bad.status.success());
-    assert!(text.contains("DAMAGED") && text.contains("bzImage: sha256"), "{text}");
+    assert!(
+        text.contains("DAMAGED") && text.contains("bzImage: sha256"),
+        "{text}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 }
