@@ -74,16 +74,8 @@ impl Recipe {
     pub fn parse(text: &str) -> Result<Recipe> {
         let r: Recipe = toml::from_str(text).context("parsing the node recipe")?;
         for (name, flags) in &r.arch {
-            match Arch::named(name) {
-                Some(arch) if arch.name() == name => {}
-                Some(arch) => bail!(
-                    "node recipe arch {name}: name the target by its row name {arch}, not an alias"
-                ),
-                None => bail!(
-                    "node recipe arch {name}: no such row in nodeos-build/targets.toml (accepted: {})",
-                    nodeos_build::arch::accepted()
-                ),
-            }
+            nodeos_build::arch::recipe_row(name)
+                .map_err(|e| anyhow::anyhow!("node recipe arch {e}"))?;
             if let Some(f) = flags.configure.iter().find(|f| f.starts_with("--dest-cpu")) {
                 bail!("node recipe arch {name}: {f} comes from nodeos-build/targets.toml (node_dest_cpu); remove it here");
             }

@@ -138,7 +138,7 @@ impl Arch {
         let name = name.trim().to_ascii_lowercase();
         Arch::all().into_iter().find(|a| {
             let t = a.target();
-            t.name == name || t.aliases.iter().any(|x| *x == name)
+            t.name == name || t.aliases.contains(&name)
         })
     }
 
@@ -190,6 +190,21 @@ impl Arch {
     /// Flag that makes the host compiler (x86_64 gcc) emit code for this arch.
     pub fn host_cc_flag(self) -> &'static str {
         &self.target().host_cc_flag
+    }
+}
+
+/// The target a recipe row names: its row name exactly (an alias would
+/// make two spellings of one row possible). The error says what to write.
+pub fn recipe_row(name: &str) -> Result<Arch, String> {
+    match Arch::named(name) {
+        Some(arch) if arch.name() == name => Ok(arch),
+        Some(arch) => Err(format!(
+            "{name}: name the target by its row name {arch}, not an alias"
+        )),
+        None => Err(format!(
+            "{name}: no such row in nodeos-build/targets.toml (accepted: {})",
+            accepted()
+        )),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The toolchain recipe (recipe.toml) and the flags it turns into.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use nodeos_build::Arch;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -54,16 +54,8 @@ impl Recipe {
     pub fn parse(text: &str) -> Result<Recipe> {
         let r: Recipe = toml::from_str(text).context("parsing toolchain recipe")?;
         for name in r.targets.keys() {
-            match Arch::named(name) {
-                Some(arch) if arch.name() == name => {}
-                Some(arch) => bail!(
-                    "recipe target {name}: name the target by its row name {arch}, not an alias"
-                ),
-                None => bail!(
-                    "recipe target {name}: no such row in nodeos-build/targets.toml (accepted: {})",
-                    nodeos_build::arch::accepted()
-                ),
-            }
+            nodeos_build::arch::recipe_row(name)
+                .map_err(|e| anyhow::anyhow!("toolchain recipe target {e}"))?;
         }
         Ok(r)
     }
