@@ -293,3 +293,235 @@ fn clean_takes_one_phase_and_arch_and_spares_running_builds() {
     assert!(cache.join(format!("build/node-i386-{}", &b[..16])).exists());
     assert!(kernel_build.exists() && ccache.exists());
 }
+
+/// A real static x86_64 executable from the host compiler, with `pad`
+/// bytes of noise appended (ELF loaders ignore trailing bytes; xz takes
+/// seconds over them).
+fn static_init(dir: &std::path::Path, name: &str, pad: usize) -> std::path::PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, "int main(void) { return 0; }\n").unwrap();
+    let bin = dir.join(name);
+    let st = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .expect("gcc runs (install build-essential)");
+    assert!(st.success(), "gcc -static failed (libc6-dev installed?)");
+    if pad > 0 {
+        let mut bytes = std::fs::read(&bin).unwrap();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        bytes.extend((0..pad).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        }));
+        std::fs::write(&bin, bytes).unwrap();
+    }
+    bin
+}
+
+/// `cargo xtask initramfs --init INIT -o OUT`, killed if it runs longer
+/// than 20 s (a hang is a failure, not a stuck test run).
+fn initramfs_cmd(init: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["initramfs", "--compression", "none", "--init"])
+        .arg(init)
+        .arg("-o")
+        .arg(out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() > 20 {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("initramfs --init {} hung for 20 s", init.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A refusal: one line naming `path`, no panic.
+fn refusal(o: &std::process::Output, path: &std::path::Path) -> String {
+    let err = failure_text(o);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    err
+}
+
+#[test]
+fn the_init_itself_is_never_the_output() {
+    let d = tempfile::tempdir().unwrap();
+    let init = static_init(d.path(), "init", 0);
+    let original = std::fs::read(&init).unwrap();
+    let hard = d.path().join("hardlink");
+    std::fs::hard_link(&init, &hard).unwrap();
+    let soft = d.path().join("symlink");
+    std::os::unix::fs::symlink(&init, &soft).unwrap();
+    // Through a symlink in the path of the output's directory too.
+    let dir_link = d.path().join("dirlink");
+    std::os::unix::fs::symlink(d.path(), &dir_link).unwrap();
+    for out in [init.clone(), hard, soft, dir_link.join("init")] {
+        let o = initramfs_cmd(&init, &out);
+        let err = refusal(&o, &out);
+        assert!(err.contains("same file as"), "{err}");
+        assert_eq!(
+            std::fs::read(&init).unwrap(),
+            original,
+            "-o {} replaced the init",
+            out.display()
+        );
+    }
+}
+
+#[test]
+fn only_a_new_or_writable_regular_file_is_replaced() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let d = tempfile::tempdir().unwrap();
+    let init = static_init(d.path(), "init", 0);
+
+    let target = d.path().join("elsewhere");
+    std::fs::write(&target, b"keep me").unwrap();
+    let link = d.path().join("link.img");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let readonly = d.path().join("readonly.img");
+    std::fs::write(&readonly, b"keep me").unwrap();
+    std::fs::set_permissions(&readonly, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let fifo = d.path().join("fifo.img");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let dir = d.path().join("dir.img");
+    std::fs::create_dir(&dir).unwrap();
+    // A character device: a private copy of /dev/null when root may make
+    // one, else /dev/null itself (which a non-root run cannot replace
+    // anyway, so nothing is at risk).
+    let mut chardev = d.path().join("null");
+    let made = Command::new("mknod")
+        .arg(&chardev)
+        .args(["c", "1", "3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        chardev = std::path::PathBuf::from("/dev/null");
+    }
+    for (out, what) in [
+        (&link, "symbolic link"),
+        (&readonly, "read-only"),
+        (&fifo, "FIFO"),
+        (&dir, "directory"),
+        (&chardev, "character device"),
+    ] {
+        let o = initramfs_cmd(&init, out);
+        let err = refusal(&o, out);
+        assert!(err.contains(what), "{what}: {err}");
+    }
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+    assert_eq!(std::fs::read(&readonly).unwrap(), b"keep me");
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert!(std::fs::symlink_metadata(&chardev)
+        .unwrap()
+        .file_type()
+        .is_char_device());
+
+    // What may be written: a new file, then over it again.
+    let fresh = d.path().join("fresh.img");
+    for _ in 0..2 {
+        let o = initramfs_cmd(&init, &fresh);
+        assert!(o.status.success(), "{o:?}");
+    }
+    assert!(std::fs::symlink_metadata(&fresh).unwrap().is_file());
+}
+
+/// `.initramfs-*.tmp` files in `dir`.
+fn temp_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(".initramfs-") && n.ends_with(".tmp")
+        })
+        .collect()
+}
+
+/// Starts `initramfs -o` on a large init with xz (seconds of work), waits
+/// until its temporary file exists, and sends `signal`.
+fn interrupt_initramfs(
+    init: &std::path::Path,
+    out: &std::path::Path,
+    signal: &str,
+) -> std::process::ExitStatus {
+    let dir = out.parent().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["initramfs", "--compression", "xz", "--init"])
+        .arg(init)
+        .arg("-o")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while temp_files(dir).is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the writer finished before it could be interrupted"
+        );
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "no temporary file appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let st = Command::new("kill")
+        .args(["-s", signal])
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    child.wait().unwrap()
+}
+
+#[test]
+fn an_interrupted_initramfs_leaves_no_temporary_file() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = tempfile::tempdir().unwrap();
+    let big = static_init(d.path(), "big-init", 48 << 20);
+    let small = static_init(d.path(), "init", 0);
+    let out_dir = d.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("initramfs.img");
+    // Handled signals: the writer removes its file and dies of the signal.
+    for (signal, number) in [("TERM", 15), ("INT", 2), ("HUP", 1)] {
+        let st = interrupt_initramfs(&big, &out, signal);
+        assert_eq!(st.signal(), Some(number), "{signal}: {st:?}");
+        assert_eq!(
+            temp_files(&out_dir),
+            Vec::<std::path::PathBuf>::new(),
+            "{signal}"
+        );
+        assert!(!out.exists());
+    }
+    // SIGKILL cannot be handled: the file stays until the next run into
+    // the same directory removes it.
+    let st = interrupt_initramfs(&big, &out, "KILL");
+    assert_eq!(st.signal(), Some(9));
+    assert_eq!(temp_files(&out_dir).len(), 1, "the killed writer's file");
+    let o = initramfs_cmd(&small, &out);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(temp_files(&out_dir), Vec::<std::path::PathBuf>::new());
+    assert!(out.is_file());
+}
