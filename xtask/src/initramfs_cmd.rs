@@ -22,14 +22,16 @@ pub struct InitramfsArgs {
 
 pub fn run(a: InitramfsArgs) -> Result<()> {
     let info = elf::inspect(&a.init)?;
-    let arch = Arch::ALL
-        .into_iter()
-        .find(|x| x.elf_machine() == info.machine);
-    let Some(arch) = arch else {
+    let Some(arch) = elf::arch_of(&info) else {
+        let boots: Vec<String> = Arch::ALL
+            .iter()
+            .map(|x| format!("{x} ({}-bit)", if x.elf_is_64() { 64 } else { 32 }))
+            .collect();
         bail!(
-            "{} is built for {}, which NodeOS does not boot",
+            "{} is built for {}, which NodeOS does not boot (it boots {}); build the init for one of those",
             a.init.display(),
-            elf::machine_name(info.machine)
+            elf::target_name(&info),
+            boots.join(", ")
         );
     };
     // A dynamic init cannot run in an archive that holds nothing else.

@@ -525,3 +525,44 @@ fn an_interrupted_initramfs_leaves_no_temporary_file() {
     assert_eq!(temp_files(&out_dir), Vec::<std::path::PathBuf>::new());
     assert!(out.is_file());
 }
+
+#[test]
+fn inits_that_are_not_executables_are_refused_without_reading_forever() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("x.cpio");
+    let fifo = d.path().join("init.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let src = d.path().join("main.c");
+    std::fs::write(&src, "int main(void) { return 0; }\n").unwrap();
+    let obj = d.path().join("main.o");
+    let x32 = d.path().join("x32");
+    for (flags, bin) in [(&["-c"][..], &obj), (&["-static", "-mx32"][..], &x32)] {
+        let st = Command::new("gcc")
+            .args(flags)
+            .arg(&src)
+            .arg("-o")
+            .arg(bin)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "gcc {flags:?} failed (gcc-multilib installed?)"
+        );
+    }
+    let zero = std::path::PathBuf::from("/dev/zero");
+    for (init, what) in [
+        (&fifo, "a FIFO"),
+        (&zero, "a character device"),
+        (&obj, "relocatable object"),
+        (&x32, "32-bit"),
+    ] {
+        let o = initramfs_cmd(init, &out);
+        let err = refusal(&o, init);
+        assert!(err.contains(what), "{what}: {err}");
+        assert!(!out.exists());
+    }
+}
