@@ -6,18 +6,15 @@ use clap::Args;
 use nodeos_build::fetch::Fetcher;
 
 #[derive(Args)]
-pub struct FetchArgs {
-    #[command(flatten)]
-    common: Common,
-}
+pub struct FetchArgs {}
 
-pub fn run(a: FetchArgs) -> Result<()> {
-    let env = a.common.env()?;
+pub fn run(common: &Common, _args: FetchArgs) -> Result<()> {
+    let env = common.env()?;
     nodeos_build::host::require("fetch", &[nodeos_build::host::Need::Fetch])?;
     let mut fetcher = Fetcher::new(&env)?;
     // Every phase's sources are the same for both arches today; --arch is
     // accepted so that per-arch sources can join later.
-    let _ = a.common.arches();
+    let _ = common.arches();
     let packages = [
         (toolchain::manifest(), "binutils"),
         (toolchain::manifest(), "gcc"),
@@ -52,8 +49,6 @@ pub fn run(a: FetchArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct CleanArgs {
-    #[command(flatten)]
-    common: Common,
     /// Also delete the download directory
     #[arg(long)]
     downloads: bool,
@@ -65,15 +60,15 @@ pub struct CleanArgs {
 /// Every phase with outputs in the cache.
 const PHASES: [&str; 4] = ["toolchain", "kernel", "node", "initramfs"];
 
-pub fn clean(a: CleanArgs) -> Result<()> {
-    let env = a.common.env()?;
+pub fn clean(common: &Common, a: CleanArgs) -> Result<()> {
+    let env = common.env()?;
     // The ccache dir is kept: it is what makes a rebuild after a clean fast.
     let phases: Vec<&str> = if a.phases.is_empty() {
         PHASES.to_vec()
     } else {
         a.phases.iter().map(String::as_str).collect()
     };
-    let done = nodeos_build::cache::clean(&env, &phases, &a.common.arches(), !a.downloads)?;
+    let done = nodeos_build::cache::clean(&env, &phases, &common.arches(), !a.downloads)?;
     for r in &done.removed {
         println!("removed {}", r.display());
     }

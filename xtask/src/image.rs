@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct ImageArgs {
-    #[command(flatten)]
-    pub common: Common,
     /// Use this bzImage instead of building the kernel
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
@@ -206,11 +204,11 @@ fn write_manifest(
     write_atomic(path, &serde_json::to_vec_pretty(&doc)?)
 }
 
-pub fn run(a: ImageArgs) -> Result<()> {
-    let env = a.common.env()?;
+pub fn run(common: &Common, a: ImageArgs) -> Result<()> {
+    let env = common.env()?;
     let started = std::time::Instant::now();
     let mut rows = Vec::new();
-    for arch in a.common.arches() {
+    for arch in common.arches() {
         let img = build(&env, arch, a.kernel.as_deref())?;
         for p in &img.phases {
             let how = p.how();

@@ -19,16 +19,18 @@ fn help_lists_working_commands() {
     }
 }
 
+/// stderr of a usage error: exit 2, no panic.
+fn usage_error(args: &[&str]) -> String {
+    let o = xtask(args);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
 #[test]
-fn unknown_arch_is_one_line_exit_2() {
-    let o = xtask(&["fetch", "--arch", "arm64"]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected:\n{err}"
-    );
+fn unknown_arch_names_the_accepted_ones_exit_2() {
+    let err = usage_error(&["fetch", "--arch", "arm64"]);
     assert!(
         err.contains("arm64") && err.contains("i386") && err.contains("x86_64"),
         "{err}"
@@ -42,16 +44,51 @@ fn unknown_flag_and_command_exit_2() {
         &["frobnicate"][..],
         &["toolchain", "-j", "many"][..],
     ] {
-        let o = xtask(args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "{args:?}: one line expected:\n{err}"
-        );
-        assert!(!err.contains("panicked"), "{err}");
+        let err = usage_error(args);
+        assert!(err.contains(args[args.len() - 1]), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn usage_errors_show_claps_whole_message() {
+    // Which required argument is missing, not only that one is.
+    let err = usage_error(&["initramfs", "-o", "x.cpio"]);
+    assert!(
+        err.contains("required arguments were not provided") && err.contains("--init <BIN>"),
+        "{err}"
+    );
+    assert!(err.contains("Usage: cargo xtask initramfs"), "{err}");
+    // Which values are accepted.
+    let err = usage_error(&["clean", "--phase", "bogus"]);
+    for phase in ["toolchain", "kernel", "node", "initramfs"] {
+        assert!(err.contains(phase), "{phase} not listed: {err}");
+    }
+}
+
+#[test]
+fn common_flags_go_before_the_command_too() {
+    let d = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .env("NODEOS_CACHE_DIR", d.path())
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["--arch", "i386", "clean"][..],
+        &["--arch=x86_64", "-v", "clean", "--phase", "node"][..],
+        &["-j", "2", "--offline", "clean"][..],
+    ] {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+    }
+    // And they mean the same there: a bad value is refused the same way.
+    let o = run(&["--arch", "arm64", "clean"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("arm64"));
+    let o = run(&["-j", "0", "clean"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--jobs must be at least 1"));
 }
 
 #[test]
