@@ -61,9 +61,11 @@ pub fn boot_and_check(
 pub fn run_tests(common: &Common, a: BootArgs) -> Result<()> {
     let env = common.env()?;
     nodeos_build::host::require("qemu-test", &[nodeos_build::host::Need::Qemu])?;
+    let arches = common.arches();
+    image::check_user_kernel(a.kernel.as_deref(), &arches)?;
     let mut failed = Vec::new();
     let mut reports = Vec::new();
-    for arch in common.arches() {
+    for arch in arches {
         let img = image::build(&env, arch, a.kernel.as_deref())?;
         match boot_and_check(&env, arch, &img, a.memory) {
             Ok(r) => {

@@ -603,3 +603,39 @@ fn inits_that_are_not_executables_are_refused_without_reading_forever() {
         assert!(!out.exists());
     }
 }
+
+#[test]
+fn a_kernel_for_one_arch_is_refused_for_the_other_before_any_build() {
+    // An i386 bzImage (boot protocol 2.15, no 64-bit entry) with both
+    // arches selected (the default): x86_64 must refuse it at once, not
+    // after the i386 build.
+    let d = tempfile::tempdir().unwrap();
+    let mut b = vec![0u8; 4096];
+    b[0x1FE] = 0x55;
+    b[0x1FF] = 0xAA;
+    b[0x202..0x206].copy_from_slice(b"HdrS");
+    b[0x206..0x208].copy_from_slice(&0x020Fu16.to_le_bytes());
+    b[0x211] = 1;
+    let kernel = d.path().join("bzImage-i386");
+    std::fs::write(&kernel, b).unwrap();
+    for cmd in ["image", "qemu-test"] {
+        let started = std::time::Instant::now();
+        let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args([cmd, "--offline", "--kernel"])
+            .arg(&kernel)
+            .env("NODEOS_CACHE_DIR", d.path().join("cache"))
+            .env("NODEOS_DL_DIR", d.path().join("dl"))
+            .output()
+            .unwrap();
+        let err = failure_text(&o);
+        assert!(
+            err.contains("bzImage-i386") && err.contains("i386 kernel") && err.contains("x86_64"),
+            "{cmd}: {err}"
+        );
+        assert!(started.elapsed().as_secs() < 10, "{cmd}: too late");
+        assert!(
+            !d.path().join("cache").join("build").exists(),
+            "{cmd} built"
+        );
+    }
+}
