@@ -191,22 +191,19 @@ fn fetch_resolved(fetcher: &mut Fetcher, r: &Resolved) -> Result<()> {
     Ok(())
 }
 
-/// Fetches into the download dir. Holds a per-process scratch dir (removed
+/// Fetches into the download dir. Holds a scratch dir of its own (removed
 /// on drop) so that one `.deb` serving several sources is downloaded once.
 pub struct Fetcher {
     pub env: Env,
-    scratch: PathBuf,
+    scratch: ScratchDir,
     apt: Option<PrivateApt>,
 }
 
 impl Fetcher {
     pub fn new(env: &Env) -> Result<Fetcher> {
-        let partial = env.dl_dir.join(".partial");
-        create_dir_all(&partial)?;
-        clean_stale_scratch(&partial);
-        let scratch = partial.join(std::process::id().to_string());
-        remove_path(&scratch)?;
-        create_dir_all(&scratch)?;
+        let root = scratch_root(&env.dl_dir);
+        remove_stale_scratch(&root);
+        let scratch = ScratchDir::create_in(&root)?;
         Ok(Fetcher {
             env: env.clone(),
             scratch,
@@ -225,7 +222,7 @@ impl Fetcher {
         }
         for url in &s.urls {
             let dest = self.env.dl_dir.join(&s.file);
-            match http_download(url, &dest, &s.sha256, &self.scratch) {
+            match http_download(url, &dest, &s.sha256, &self.scratch.dir) {
                 Ok(()) => return Ok(()),
                 Err(e) if format!("{e:#}").contains("checksum mismatch") => return Err(e),
                 Err(e) => errors.push(format!("{url}: {e:#}")),
@@ -244,9 +241,10 @@ impl Fetcher {
         if crate::host::which("apt-get").is_none() {
             bail!("apt-get is not available on this host");
         }
-        let pkg_dir = self
-            .scratch
-            .join(format!("{}_{}", d.package, d.version.replace(':', "%3a")));
+        let pkg_dir =
+            self.scratch
+                .dir
+                .join(format!("{}_{}", d.package, d.version.replace(':', "%3a")));
         if !pkg_dir.is_dir() {
             let tmp = pkg_dir.with_extension("part");
             remove_path(&tmp)?;
@@ -259,7 +257,7 @@ impl Fetcher {
             fs::rename(&tmp, &pkg_dir)?;
         }
         let dest = self.env.dl_dir.join(&s.file);
-        let part = self.scratch.join(format!("{}.part", s.file));
+        let part = self.scratch.dir.join(format!("{}.part", s.file));
         match (d.kind, &d.member) {
             (DebianKind::Binary, member) => {
                 let deb = fs::read_dir(&pkg_dir)?
@@ -292,25 +290,114 @@ impl Fetcher {
     }
 }
 
-impl Drop for Fetcher {
-    fn drop(&mut self) {
-        let _ = remove_path(&self.scratch);
+/// Where fetches keep their scratch dirs: `<dl>/.partial/<pid>-<n>/`.
+pub fn scratch_root(dl_dir: &Path) -> PathBuf {
+    dl_dir.join(".partial")
+}
+
+/// A fetch's scratch dir, locked (`flock` on the directory) for as long as
+/// the fetch lives. The lock, not the pid in the name, tells a live fetch
+/// from a killed one: a fetch of another user or container sharing the
+/// download dir is invisible to `kill(pid, 0)` but holds its lock.
+struct ScratchDir {
+    dir: PathBuf,
+    _lock: fs::File,
+}
+
+impl ScratchDir {
+    fn create_in(root: &Path) -> Result<ScratchDir> {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        create_dir_all(root)?;
+        for _ in 0..64 {
+            let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = root.join(format!("{}-{n}", std::process::id()));
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("creating scratch dir {}", dir.display()))
+                }
+            }
+            let lock = fs::File::open(&dir)
+                .with_context(|| format!("opening scratch dir {}", dir.display()))?;
+            // A sweep of another fetch may have taken the new dir before
+            // the lock did: then it is gone, and the next name is tried.
+            if try_flock(&lock) && same_inode(&lock, &dir) {
+                return Ok(ScratchDir { dir, _lock: lock });
+            }
+        }
+        bail!(
+            "could not create a scratch dir in {}: other fetches keep removing them",
+            root.display()
+        )
     }
 }
 
-/// Scratch dirs of killed runs (their pid is gone) are removed.
-fn clean_stale_scratch(partial: &Path) {
-    let Ok(rd) = fs::read_dir(partial) else {
-        return;
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        // Removed while still locked, so no sweep races with it.
+        let _ = remove_path(&self.dir);
+    }
+}
+
+/// `flock(LOCK_EX | LOCK_NB)`: true when taken.
+fn try_flock(f: &fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor we own.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Whether `path` still names the file `f` has open.
+fn same_inode(f: &fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// What a sweep of the scratch root found.
+#[derive(Debug, Default)]
+pub struct ScratchSweep {
+    pub removed: Vec<PathBuf>,
+    /// Scratch dirs of fetches that are running (their lock is held).
+    pub live: Vec<PathBuf>,
+}
+
+/// Removes the scratch dirs of fetches that are no longer running (killed,
+/// or of another machine): those whose lock can be taken. Only names a
+/// fetch gives its dir (`<pid>` or `<pid>-<n>`) are considered; anything
+/// else in the root is left alone.
+pub fn remove_stale_scratch(root: &Path) -> ScratchSweep {
+    let mut sweep = ScratchSweep::default();
+    let Ok(rd) = fs::read_dir(root) else {
+        return sweep;
     };
-    for e in rd.flatten() {
-        if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) {
-            let alive = unsafe { libc::kill(pid, 0) } == 0;
-            if !alive {
-                let _ = remove_path(&e.path());
-            }
+    let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    dirs.sort();
+    for dir in dirs {
+        let is_scratch_name = dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+            let (pid, n) = n.split_once('-').unwrap_or((n, "0"));
+            [pid, n]
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if !is_scratch_name || !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let Ok(lock) = fs::File::open(&dir) else {
+            continue;
+        };
+        if !try_flock(&lock) {
+            sweep.live.push(dir);
+            continue;
+        }
+        if same_inode(&lock, &dir) && remove_path(&dir).is_ok() {
+            sweep.removed.push(dir);
         }
     }
+    sweep
 }
 
 /// Copies one file out of a `.deb`'s data archive.
@@ -579,6 +666,65 @@ fn host_debian_mirror() -> Result<Mirror> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Waits until `flock(1)` holds the lock on `path`.
+    fn wait_until_locked(path: &Path) {
+        let t = std::time::Instant::now();
+        while Command::new("flock")
+            .arg("-n")
+            .arg(path)
+            .arg("true")
+            .status()
+            .expect("flock (util-linux) runs")
+            .success()
+        {
+            assert!(t.elapsed().as_secs() < 10, "flock never took the lock");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_live_fetchs_scratch_dir_is_kept_whatever_its_pid_says() {
+        let d = tempfile::tempdir().unwrap();
+        let env = Env::for_tests(d.path(), d.path());
+        let root = scratch_root(&env.dl_dir);
+        // A fetch in another container or of another user: its pid names
+        // no process visible here (kill(pid, 0) fails), but it is running
+        // and holds its dir's lock.
+        let live = root.join("2147483646");
+        // A killed fetch: nobody holds its lock.
+        let stale = root.join("2147483645-3");
+        // Not a scratch dir's name: never touched.
+        let other = root.join("notes");
+        for p in [&live, &stale, &other] {
+            create_dir_all(p).unwrap();
+        }
+        let mut holder = Command::new("flock")
+            .arg("-o")
+            .arg(&live)
+            .args(["sleep", "60"])
+            .spawn()
+            .expect("flock (util-linux) runs");
+        wait_until_locked(&live);
+
+        let f = Fetcher::new(&env).unwrap();
+        assert!(live.is_dir(), "a running fetch's scratch dir was deleted");
+        assert!(!stale.exists(), "a killed fetch's scratch dir was kept");
+        assert!(other.is_dir());
+        // Two fetchers at once (one process or two) get separate dirs.
+        let g = Fetcher::new(&env).unwrap();
+        assert_ne!(f.scratch.dir, g.scratch.dir);
+        assert!(f.scratch.dir.is_dir() && g.scratch.dir.is_dir());
+        let f_dir = f.scratch.dir.clone();
+        drop(f);
+        assert!(!f_dir.exists(), "a fetcher's own dir outlived it");
+
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        let sweep = remove_stale_scratch(&root);
+        assert_eq!(sweep.removed, [live.clone()], "{sweep:?}");
+        assert_eq!(sweep.live, [g.scratch.dir.clone()]);
+    }
 
     #[test]
     fn verify_deletes_bad_files() {
