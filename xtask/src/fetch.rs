@@ -4,6 +4,7 @@ use crate::Common;
 use anyhow::{bail, Result};
 use clap::Args;
 use nodeos_build::fetch::Fetcher;
+use std::collections::BTreeSet;
 
 #[derive(Args)]
 pub struct FetchArgs {}
@@ -49,12 +50,25 @@ pub fn run(common: &Common, _args: FetchArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct CleanArgs {
-    /// Also delete the download directory
+    /// Also delete the downloaded sources (the files the manifests name; other files in the download dir are kept)
     #[arg(long)]
     downloads: bool,
     /// Only these phases (repeat or comma list) [default: all]
     #[arg(long = "phase", value_name = "PHASE", value_delimiter = ',', value_parser = PHASES)]
     phases: Vec<String>,
+}
+
+/// Every file name a source manifest declares, in every variant: what
+/// `clean --downloads` may remove from the download dir.
+fn source_files() -> BTreeSet<String> {
+    [
+        toolchain::manifest(),
+        kernel::manifest(),
+        node_static::manifest(),
+    ]
+    .into_iter()
+    .flat_map(|m| m.sources.into_iter().map(|s| s.file))
+    .collect()
 }
 
 /// Every phase with outputs in the cache.
@@ -68,7 +82,8 @@ pub fn clean(common: &Common, a: CleanArgs) -> Result<()> {
     } else {
         a.phases.iter().map(String::as_str).collect()
     };
-    let done = nodeos_build::cache::clean(&env, &phases, &common.arches(), !a.downloads)?;
+    let downloads = a.downloads.then(source_files);
+    let done = nodeos_build::cache::clean(&env, &phases, &common.arches(), downloads.as_ref())?;
     for r in &done.removed {
         println!("removed {}", r.display());
     }

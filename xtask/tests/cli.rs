@@ -639,3 +639,54 @@ fn a_kernel_for_one_arch_is_refused_for_the_other_before_any_build() {
         );
     }
 }
+
+#[test]
+fn clean_downloads_removes_only_what_the_project_put_there() {
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    // A shared directory: the user's files and one source we downloaded.
+    std::fs::write(home.join("notes.txt"), b"mine").unwrap();
+    std::fs::create_dir(home.join("project")).unwrap();
+    std::fs::write(home.join("project/file"), b"mine").unwrap();
+    std::fs::write(home.join("musl-1.2.3.tar.gz"), b"downloaded").unwrap();
+    // A killed fetch's scratch dir, and a `.partial` entry that is not one.
+    std::fs::create_dir_all(home.join(".partial/4242-0")).unwrap();
+    std::fs::create_dir_all(home.join(".partial/keep")).unwrap();
+    let clean = |dl: &str, cwd: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["clean", "--downloads"])
+            .current_dir(cwd)
+            .env("NODEOS_CACHE_DIR", d.path().join("cache"))
+            .env("NODEOS_DL_DIR", dl)
+            .output()
+            .unwrap()
+    };
+    // A relative value: the current directory.
+    let o = clean(".", &home);
+    assert!(o.status.success(), "{o:?}");
+    assert!(home.join("notes.txt").is_file() && home.join("project/file").is_file());
+    assert!(!home.join("musl-1.2.3.tar.gz").exists());
+    assert!(!home.join(".partial/4242-0").exists());
+    assert!(home.join(".partial/keep").is_dir());
+
+    // An absolute value: the same, and the dir itself stays.
+    std::fs::write(home.join("linux-6.1.176.tar.xz"), b"x").unwrap();
+    let o = clean(home.to_str().unwrap(), d.path());
+    assert!(o.status.success(), "{o:?}");
+    assert!(home.join("notes.txt").is_file());
+    assert!(!home.join("linux-6.1.176.tar.xz").exists());
+
+    // The default download dir is the project's: it goes once empty.
+    let default_dl = d.path().join("cache/dl");
+    std::fs::create_dir_all(default_dl.join(".partial/77-1")).unwrap();
+    std::fs::write(default_dl.join("musl-1.2.3.tar.gz"), b"x").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["clean", "--downloads"])
+        .env("NODEOS_CACHE_DIR", d.path().join("cache"))
+        .env_remove("NODEOS_DL_DIR")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(!default_dl.exists());
+}
