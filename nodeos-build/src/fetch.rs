@@ -481,42 +481,111 @@ pub fn http_download(url: &str, dest: &Path, sha256: &str, scratch: &Path) -> Re
     }
 }
 
-/// apt with its own state under the cache dir: its own source list (a
-/// `deb-src` entry derived from the host's Debian mirror), lists and
-/// package cache. It never edits /etc and works as a non-root user.
+/// apt with its own configuration and state under the cache dir: its own
+/// source list (a `deb-src` entry derived from the host's Debian mirror),
+/// lists and package cache. It never edits /etc, works as a non-root user,
+/// and reads none of the host's apt configuration (`/etc/apt/apt.conf`,
+/// `apt.conf.d`, preferences): no hooks, no extra index targets. It keeps
+/// the host's trusted keyrings (to check signed archives), its mirror
+/// credentials (`auth.conf`) and its proxy settings, which say how this
+/// machine reaches the mirror.
+///
+/// Runs sharing a cache take turns through an `flock` on `apt/lock`; apt's
+/// own locks stay on, in the private dirs.
 pub struct PrivateApt {
     dir: PathBuf,
     updated: bool,
 }
 
+/// The host's proxy settings, carried into the private configuration.
+const HOST_KEYS_KEPT: &[&str] = &[
+    "Acquire::http::Proxy",
+    "Acquire::https::Proxy",
+    "Acquire::ftp::Proxy",
+];
+
 impl PrivateApt {
     pub fn new(env: &Env) -> Result<PrivateApt> {
         let dir = env.cache_dir.join("apt");
-        for sub in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
+        for sub in [
+            "lists/partial",
+            "cache/archives/partial",
+            "sources.list.d",
+            "apt.conf.d",
+            "preferences.d",
+        ] {
             create_dir_all(&dir.join(sub))?;
         }
-        Ok(PrivateApt {
+        let apt = PrivateApt {
             dir,
             updated: false,
-        })
+        };
+        let turn = apt.lock()?;
+        apt.write_config()?;
+        drop(turn);
+        Ok(apt)
     }
 
-    fn options(&self) -> Vec<String> {
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("apt.conf")
+    }
+
+    /// The configuration apt reads through `APT_CONFIG`: it is read before
+    /// the parts dir and the main file, so it can point both away from
+    /// /etc (an `-o` option on the command line comes too late for that).
+    fn write_config(&self) -> Result<()> {
         let d = self.dir.display();
-        vec![
-            "-o".into(),
-            "Dir::Etc::SourceList=/dev/null".into(),
-            "-o".into(),
-            format!("Dir::Etc::SourceParts={d}/sources.list.d"),
-            "-o".into(),
-            format!("Dir::State::Lists={d}/lists"),
-            "-o".into(),
-            format!("Dir::Cache={d}/cache"),
-            // The private lists need no lock shared with the system's apt.
-            "-o".into(),
-            "Debug::NoLocking=1".into(),
-            "-q".into(),
-        ]
+        let mut text = format!(
+            "// Written by NodeOS's build (cargo xtask); private to its cache.\n\
+             Dir::Etc::main \"/dev/null\";\n\
+             Dir::Etc::parts \"{d}/apt.conf.d\";\n\
+             Dir::Etc::preferences \"/dev/null\";\n\
+             Dir::Etc::preferencesparts \"{d}/preferences.d\";\n\
+             Dir::Etc::sourcelist \"/dev/null\";\n\
+             Dir::Etc::sourceparts \"{d}/sources.list.d\";\n\
+             Dir::State::lists \"{d}/lists\";\n\
+             Dir::Cache \"{d}/cache\";\n\
+             Acquire::Languages \"none\";\n"
+        );
+        text.push_str(&host_proxy_settings());
+        let path = self.config_path();
+        if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            crate::util::write_atomic(&path, text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// An apt program (`apt-get`, `apt-config`) run with the private
+    /// configuration only.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("APT_CONFIG", self.config_path()).arg("-q");
+        c
+    }
+
+    /// Waits for the private apt state to be free, and holds it until the
+    /// guard is dropped.
+    fn lock(&self) -> Result<fs::File> {
+        use std::os::fd::AsRawFd;
+        let path = self.dir.join("lock");
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if !try_flock(&f) {
+            eprintln!(
+                "waiting: another fetch is using the private apt state ({})",
+                path.display()
+            );
+            // SAFETY: flock(2) on a descriptor we own.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("locking {}", path.display()));
+            }
+        }
+        Ok(f)
     }
 
     fn write_sources(&self, suite: &str) -> Result<bool> {
@@ -554,8 +623,8 @@ impl PrivateApt {
     }
 
     fn run(&self, args: &[&str], cwd: &Path) -> Result<()> {
-        let out = Command::new("apt-get")
-            .args(self.options())
+        let out = self
+            .command("apt-get")
             .args(args)
             .current_dir(cwd)
             .output()
@@ -579,6 +648,7 @@ impl PrivateApt {
     }
 
     pub fn download(&mut self, d: &DebianOrigin, into: &Path) -> Result<()> {
+        let _turn = self.lock()?;
         let changed = self.write_sources(&d.suite)?;
         let stale = changed
             || fs::read_dir(self.dir.join("lists"))
@@ -602,6 +672,19 @@ impl PrivateApt {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The host's proxy settings for apt, as configuration lines (empty when
+/// none or when apt-config is missing).
+fn host_proxy_settings() -> String {
+    let Ok(out) = Command::new("apt-config").arg("dump").output() else {
+        return String::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| HOST_KEYS_KEPT.iter().any(|k| l.starts_with(k)))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 struct Mirror {
@@ -740,5 +823,109 @@ mod tests {
             "{e}"
         );
         assert!(!p.exists(), "a mismatching file must be deleted");
+    }
+    /// `apt-config dump` lines (`Key "value";`) of a command.
+    fn dump(mut c: Command) -> std::collections::BTreeSet<String> {
+        let out = c
+            .arg("dump")
+            .output()
+            .expect("apt-config runs (Debian's apt)");
+        assert!(out.status.success(), "apt-config dump failed: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn the_private_apt_reads_none_of_the_hosts_configuration() {
+        let d = tempfile::tempdir().unwrap();
+        let env = Env::for_tests(d.path(), d.path());
+        let apt = PrivateApt::new(&env).unwrap();
+        let private = dump(apt.command("apt-config"));
+        let has = |line: &str| private.contains(line);
+        let pd = apt.dir.display();
+        assert!(
+            has(&format!("Dir::Etc::parts \"{pd}/apt.conf.d\";")),
+            "{private:?}"
+        );
+        assert!(has("Dir::Etc::main \"/dev/null\";"), "{private:?}");
+        assert!(has(&format!(
+            "Dir::Etc::preferencesparts \"{pd}/preferences.d\";"
+        )));
+        assert!(has(&format!(
+            "Dir::Etc::sourceparts \"{pd}/sources.list.d\";"
+        )));
+        // apt's own locking stays on.
+        assert!(
+            !private.iter().any(|l| l.starts_with("Debug::NoLocking")),
+            "{private:?}"
+        );
+        // The host's keyrings stay trusted (archives are signed).
+        assert!(
+            has("Dir::Etc::trustedparts \"trusted.gpg.d\";"),
+            "{private:?}"
+        );
+        assert!(
+            has("Dir \"/\";") && has("Dir::Etc \"etc/apt\";"),
+            "{private:?}"
+        );
+
+        // What the host's parts dir and main file add: a dump of the host's
+        // configuration minus one that reads neither.
+        let bare_conf = d.path().join("bare.conf");
+        fs::write(
+            &bare_conf,
+            "Dir::Etc::main \"/dev/null\";\nDir::Etc::parts \"/nonexistent\";\n",
+        )
+        .unwrap();
+        let mut bare = Command::new("apt-config");
+        bare.env("APT_CONFIG", &bare_conf);
+        let bare = dump(bare);
+        let mut host = Command::new("apt-config");
+        host.env_remove("APT_CONFIG");
+        let from_host_files: Vec<String> = dump(host)
+            .difference(&bare)
+            .filter(|l| !l.starts_with("Dir::Etc::"))
+            // Set in the private file on purpose.
+            .filter(|l| !l.starts_with("Acquire::Languages"))
+            .filter(|l| !HOST_KEYS_KEPT.iter().any(|k| l.starts_with(k)))
+            .cloned()
+            .collect();
+        if from_host_files.is_empty() {
+            eprintln!("SKIPPED part of the_private_apt_reads_none_of_the_hosts_configuration: this host's apt.conf.d and apt.conf set nothing, so their absence cannot be seen");
+        }
+        let leaked: Vec<&String> = from_host_files.iter().filter(|l| has(l)).collect();
+        assert!(
+            leaked.is_empty(),
+            "the private apt reads the host's configuration files: {leaked:?}"
+        );
+    }
+
+    #[test]
+    fn two_fetches_sharing_a_cache_take_turns_with_apt() {
+        let d = tempfile::tempdir().unwrap();
+        let env = Env::for_tests(d.path(), d.path());
+        let started = std::time::Instant::now();
+        let turns: Vec<(Duration, Duration)> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..2)
+                .map(|_| {
+                    let env = &env;
+                    s.spawn(move || {
+                        let apt = PrivateApt::new(env).unwrap();
+                        let _turn = apt.lock().unwrap();
+                        let from = started.elapsed();
+                        std::thread::sleep(Duration::from_millis(400));
+                        (from, started.elapsed())
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let (a, b) = (turns[0], turns[1]);
+        assert!(
+            a.1 <= b.0 || b.1 <= a.0,
+            "two users of the private apt ran at once: {turns:?}"
+        );
     }
 }
