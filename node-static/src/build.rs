@@ -194,11 +194,7 @@ pub fn prepare_source(
     if let Some(series_src) = &variant.patch_series {
         let a = verified(ctx, with_source(node, series_src)?)?;
         let pkg = b.join("debian-package");
-        remove_path(&pkg)?;
-        create_dir_all(&pkg)?;
-        let mut c = Command::new("tar");
-        c.arg("-xf").arg(&a).arg("-C").arg(&pkg);
-        ctx.run(c)?;
+        tree::unpack(ctx, &a, &pkg)?;
         let patches = pkg.join("debian/patches");
         let series = std::fs::read_to_string(patches.join("series"))
             .context("reading debian/patches/series")?;

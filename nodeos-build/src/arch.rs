@@ -187,6 +187,12 @@ impl Arch {
         self.target().elf_class
     }
 
+    /// Whether this arch's ELF files are ELFCLASS64 (a 32-bit file with
+    /// x86_64's e_machine is x32, which NodeOS does not boot).
+    pub fn elf_is_64(self) -> bool {
+        self.elf_class() == 64
+    }
+
     /// Flag that makes the host compiler (x86_64 gcc) emit code for this arch.
     pub fn host_cc_flag(self) -> &'static str {
         &self.target().host_cc_flag

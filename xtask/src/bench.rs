@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    #[command(flatten)]
-    common: Common,
     /// Boots per arch for the boot-to-prompt median
     #[arg(long, default_value_t = 5)]
     boots: usize,
@@ -72,13 +70,13 @@ fn min_memory(env: &Env, arch: Arch, img: &image::Image) -> Result<u32> {
     Ok(good)
 }
 
-pub fn run(a: BenchArgs) -> Result<()> {
-    let env = a.common.env()?;
+pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
+    let env = common.env()?;
     if a.initramfs_only {
         println!("{}", initramfs_throughput(&env, a.archive_mb)?);
         return Ok(());
     }
-    let arches = a.common.arches();
+    let arches = common.arches();
     let mut md = String::new();
     writeln!(md, "# Benchmarks\n")?;
     writeln!(md, "Written by `cargo xtask bench` on {} ({} CPUs). Re-run it to refresh; do not edit by hand.\n", host_name(), env.jobs)?;

@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct ImageArgs {
-    #[command(flatten)]
-    pub common: Common,
     /// Use this bzImage instead of building the kernel
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
@@ -82,6 +80,18 @@ pub fn build_initramfs(
                 )
             })
         })
+}
+
+/// Checks a `--kernel` against every selected arch before anything is
+/// built: with both arches, an i386 bzImage must be refused for x86_64 now,
+/// not after the whole i386 build.
+pub fn check_user_kernel(user_kernel: Option<&Path>, arches: &[Arch]) -> Result<()> {
+    if let Some(p) = user_kernel {
+        for &arch in arches {
+            kernel::check_user_bzimage_for(p, arch)?;
+        }
+    }
+    Ok(())
 }
 
 pub fn build(env: &Env, arch: Arch, user_kernel: Option<&Path>) -> Result<Image> {
@@ -208,11 +218,13 @@ fn write_manifest(
     write_atomic(path, &serde_json::to_vec_pretty(&doc)?)
 }
 
-pub fn run(a: ImageArgs) -> Result<()> {
-    let env = a.common.env()?;
+pub fn run(common: &Common, a: ImageArgs) -> Result<()> {
+    let env = common.env()?;
     let started = std::time::Instant::now();
+    let arches = common.arches();
+    check_user_kernel(a.kernel.as_deref(), &arches)?;
     let mut rows = Vec::new();
-    for arch in a.common.arches() {
+    for arch in arches {
         let img = build(&env, arch, a.kernel.as_deref())?;
         for p in &img.phases {
             let how = p.how();

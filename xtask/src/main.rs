@@ -23,15 +23,19 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     about = "Build NodeOS: a Linux whose whole userspace is a static Node.js",
     disable_help_subcommand = true
 )]
 struct Cli {
+    /// Global: accepted before the command name as well as after it.
+    #[command(flatten)]
+    common: Common,
     #[command(subcommand)]
     command: Command,
 }
 
-/// Flags every command takes.
+/// Flags every command takes, before or after the command name.
 #[derive(Args, Clone, Debug)]
 pub struct Common {
     /// Target arch(es): i386 (i686, x86), x86_64 (amd64); repeat or use a comma list [default: both]
@@ -53,11 +57,19 @@ fn parse_arch_list(s: &str) -> Result<Vec<Arch>, String> {
 }
 
 impl Common {
+    /// The selected arches: those given with --arch, else all.
     pub fn arches(&self) -> Vec<Arch> {
-        let mut v: Vec<Arch> = self.arch.iter().flatten().copied().collect();
+        let v = self.explicit_arches();
         if v.is_empty() {
-            v = Arch::all();
+            Arch::all()
+        } else {
+            v
         }
+    }
+
+    /// The arches given with --arch (none when it was not given).
+    pub fn explicit_arches(&self) -> Vec<Arch> {
+        let mut v: Vec<Arch> = self.arch.iter().flatten().copied().collect();
         v.sort();
         v.dedup();
         v
@@ -113,31 +125,27 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
-            // One line: what was wrong and what is accepted.
-            let text = e.render().to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            eprintln!("cargo xtask: {first} (see `cargo xtask --help`)");
+            // clap's whole message: what was wrong, which arguments are
+            // missing or which values are accepted, and the usage line.
+            let _ = e.print();
             return ExitCode::from(2);
         }
     };
+    let common = &cli.common;
     let result = match cli.command {
-        Command::Fetch(a) => fetch::run(a),
-        Command::Doctor(a) => doctor::run(a),
-        Command::Toolchain(a) => toolchain_cmd::run(a),
-        Command::Kernel(a) => kernel_cmd::run(a),
-        Command::Node(a) => node_cmd::run(a),
-        Command::Image(a) => image::run(a),
-        Command::Initramfs(a) => initramfs_cmd::run(a),
-        Command::QemuTest(a) => qemu_cmd::run_tests(a),
-        Command::Run(a) => qemu_cmd::run_interactive(a),
-        Command::Bench(a) => bench::run(a),
-        Command::Drill(a) => drill::run(a),
-        Command::Clean(a) => fetch::clean(a),
-        Command::Verify(a) => verify::run(a),
+        Command::Fetch(a) => fetch::run(common, a),
+        Command::Doctor(a) => doctor::run(common, a),
+        Command::Toolchain(a) => toolchain_cmd::run(common, a),
+        Command::Kernel(a) => kernel_cmd::run(common, a),
+        Command::Node(a) => node_cmd::run(common, a),
+        Command::Image(a) => image::run(common, a),
+        Command::Initramfs(a) => initramfs_cmd::run(common, a),
+        Command::QemuTest(a) => qemu_cmd::run_tests(common, a),
+        Command::Run(a) => qemu_cmd::run_interactive(common, a),
+        Command::Bench(a) => bench::run(common, a),
+        Command::Drill(a) => drill::run(common, a),
+        Command::Clean(a) => fetch::clean(common, a),
+        Command::Verify(a) => verify::run(common, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

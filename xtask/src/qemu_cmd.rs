@@ -12,8 +12,6 @@ use std::path::PathBuf;
 /// Flags of the commands that boot images (`qemu-test`, `run`).
 #[derive(Args)]
 pub struct BootArgs {
-    #[command(flatten)]
-    pub common: Common,
     /// Use this bzImage instead of building the kernel
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
@@ -60,12 +58,14 @@ pub fn boot_and_check(
     run_node_checks(&mut guest, &exp)
 }
 
-pub fn run_tests(a: BootArgs) -> Result<()> {
-    let env = a.common.env()?;
+pub fn run_tests(common: &Common, a: BootArgs) -> Result<()> {
+    let env = common.env()?;
     nodeos_build::host::require("qemu-test", &[nodeos_build::host::Need::Qemu])?;
+    let arches = common.arches();
+    image::check_user_kernel(a.kernel.as_deref(), &arches)?;
     let mut failed = Vec::new();
     let mut reports = Vec::new();
-    for arch in a.common.arches() {
+    for arch in arches {
         let img = image::build(&env, arch, a.kernel.as_deref())?;
         match boot_and_check(&env, arch, &img, a.memory) {
             Ok(r) => {
@@ -101,9 +101,9 @@ pub fn run_tests(a: BootArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn run_interactive(a: BootArgs) -> Result<()> {
-    let env = a.common.env()?;
-    let arches = a.common.arches();
+pub fn run_interactive(common: &Common, a: BootArgs) -> Result<()> {
+    let env = common.env()?;
+    let arches = common.arches();
     let [arch] = arches[..] else {
         bail!("`run` boots one image: pick it with --arch i386 or --arch x86_64");
     };

@@ -8,13 +8,10 @@ use clap::Args;
 use nodeos_build::publish::{self, Checked, Depth};
 
 #[derive(Args)]
-pub struct VerifyArgs {
-    #[command(flatten)]
-    pub common: Common,
-}
+pub struct VerifyArgs {}
 
-pub fn run(a: VerifyArgs) -> Result<()> {
-    let env = a.common.env()?;
+pub fn run(common: &Common, _a: VerifyArgs) -> Result<()> {
+    let env = common.env()?;
     let out = env.cache_dir.join("out");
     let mut damaged = Vec::new();
     let (mut intact, mut unrecorded) = (0, 0);
