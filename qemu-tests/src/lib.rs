@@ -49,6 +49,8 @@ pub struct QemuConfig {
     /// Guest RAM. The initramfs and its unpacked files are both in RAM while
     /// the kernel unpacks it, so a big image needs more than its size.
     pub memory_mib: u32,
+    /// Virtual CPUs (`-smp`); the guest's `os.cpus()` must list as many.
+    pub cpus: u32,
     /// Appended to the kernel command line after `console=<the target's
     /// serial console> panic=-1`.
     pub append_extra: String,
@@ -61,8 +63,11 @@ pub struct QemuConfig {
 
 impl QemuConfig {
     pub const DEFAULT_MEMORY_MIB: u32 = 512;
+    /// Two, not one: a check that the guest sees as many CPUs as QEMU gives
+    /// must not pass by accident of a uniprocessor kernel.
+    pub const DEFAULT_CPUS: u32 = 2;
 
-    /// A configuration with the defaults: 512 MiB, no extra kernel
+    /// A configuration with the defaults: 512 MiB, 2 CPUs, no extra kernel
     /// arguments, the log in `<target_dir>/nodeos/logs/<arch>/qemu.log`,
     /// KVM when usable.
     pub fn new(
@@ -76,6 +81,7 @@ impl QemuConfig {
             kernel: kernel.into(),
             initrd: initrd.into(),
             memory_mib: Self::DEFAULT_MEMORY_MIB,
+            cpus: Self::DEFAULT_CPUS,
             append_extra: String::new(),
             log_dir: logs_dir(target_dir, arch),
             log_name: "qemu.log".to_owned(),

@@ -8,15 +8,22 @@
  *   -DVARIANT_FAIL   exit 7 at once (exitcode=0x00000700)
  *   -DVARIANT_HANG   print "hanging" and sleep forever
  *   -DVARIANT_FLOOD  print numbered lines forever, as fast as it can
+ *   -DVARIANT_POWEROFF  print how many CPUs it may run on, then power off
+ *                    with reboot(RB_POWER_OFF), as node does as PID 1 (the
+ *                    kernel needs ACPI for it)
  */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/reboot.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #if !defined(VARIANT_EXIT) && !defined(VARIANT_FAIL) && !defined(VARIANT_HANG) && \
-    !defined(VARIANT_FLOOD)
-#error "choose a variant: -DVARIANT_EXIT, -DVARIANT_FAIL, -DVARIANT_HANG or -DVARIANT_FLOOD"
+    !defined(VARIANT_FLOOD) && !defined(VARIANT_POWEROFF)
+#error "choose a variant: -DVARIANT_EXIT, -DVARIANT_FAIL, -DVARIANT_HANG, -DVARIANT_FLOOD or -DVARIANT_POWEROFF"
 #endif
 
 int main(void) {
@@ -40,5 +47,16 @@ int main(void) {
 #elif defined(VARIANT_FLOOD)
     for (unsigned long i = 0;; i++)
         printf("NODEOS-TINY-INIT flood %lu the quick brown fox jumps over the lazy dog\n", i);
+#elif defined(VARIANT_POWEROFF)
+    /* No /proc or /sys here: the affinity mask holds every online CPU. */
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    int cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : -1;
+    printf("NODEOS-TINY-INIT cpus=%d\n", cpus);
+    fflush(stdout);
+    sync();
+    reboot(RB_POWER_OFF);
+    printf("NODEOS-TINY-INIT power off failed: %s\n", strerror(errno));
+    return 1;
 #endif
 }
