@@ -9,6 +9,7 @@ mod image;
 mod initramfs_cmd;
 mod kernel_cmd;
 mod node_cmd;
+mod node_test;
 mod qemu_cmd;
 mod toolchain_cmd;
 
@@ -84,6 +85,8 @@ enum Command {
     Initramfs(initramfs_cmd::InitramfsArgs),
     /// Boot each image in QEMU and check Node over the serial console
     QemuTest(qemu_cmd::BootArgs),
+    /// Run Node's own test suite inside the booted guest; -j/--jobs: tests at once [default: 2]
+    NodeTest(node_test::NodeTestArgs),
     /// Boot one image in QEMU with the console on this terminal (quit: Ctrl-A x)
     Run(qemu_cmd::BootArgs),
     /// Measure phases, sizes, boot time, memory floor and initramfs throughput; write BENCHMARKS.md
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
         Command::Image(a) => image::run(a),
         Command::Initramfs(a) => initramfs_cmd::run(a),
         Command::QemuTest(a) => qemu_cmd::run_tests(a),
+        Command::NodeTest(a) => node_test::run(a),
         Command::Run(a) => qemu_cmd::run_interactive(a),
         Command::Bench(a) => bench::run(a),
         Command::Drill(a) => drill::run(a),
