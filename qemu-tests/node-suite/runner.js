@@ -23,6 +23,7 @@
 const fs = require('fs');
 const path = require('path');
 const net = require('net');
+const dns = require('dns');
 const { spawn } = require('child_process');
 
 const PROTOCOL = 1;
@@ -72,6 +73,13 @@ function loopbackWorks() {
   });
 }
 
+function localhostResolves() {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), 5000);
+    dns.lookup('localhost', (err) => { clearTimeout(timer); resolve(!err); });
+  });
+}
+
 function icuKind() {
   if (typeof Intl !== 'object') return 'none';
   try {
@@ -96,6 +104,7 @@ async function facts(plan) {
     devnull: fs.existsSync('/dev/null'),
     tmp: fs.existsSync('/tmp'),
     loopback: await loopbackWorks(),
+    localhost: await localhostResolves(),
     icu: icuKind(),
     inspector: Boolean(process.features.inspector),
     crypto: Boolean(process.versions.openssl),

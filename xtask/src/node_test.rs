@@ -199,7 +199,7 @@ impl Progress {
             Event::Hello(f) => {
                 self.planned = f.tests;
                 eprintln!(
-                    "  {}: runner up: node {} ({}) as pid {}; /proc {}, /dev/null {}, /tmp {}, loopback {}, ICU {}",
+                    "  {}: runner up: node {} ({}) as pid {}; /proc {}, /dev/null {}, /tmp {}, loopback {}, localhost {}, ICU {}",
                     self.arch,
                     f.version,
                     f.arch,
@@ -208,6 +208,7 @@ impl Progress {
                     yes_no(f.devnull),
                     yes_no(f.tmp),
                     yes_no(f.loopback),
+                    yes_no(f.localhost),
                     f.icu
                 );
             }

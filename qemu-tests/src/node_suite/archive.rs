@@ -240,7 +240,7 @@ mod tests {
     fn padding_aligns_and_is_at_least_four() {
         for len in 0..64u64 {
             let pad = padding_after(len);
-            assert!(pad >= 4 && pad < 8, "{len}: {pad}");
+            assert!((4..8).contains(&pad), "{len}: {pad}");
             assert_eq!((len + pad) % 4, 0);
         }
     }

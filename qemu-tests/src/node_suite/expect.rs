@@ -28,6 +28,7 @@ pub const GUEST_VARS: &[&str] = &[
     "devnull",
     "tmp",
     "loopback",
+    "localhost",
     "icu",
     "inspector",
     "crypto",
@@ -84,6 +85,7 @@ pub fn guest_vars(host: &Vars, facts: &GuestFacts) -> Vars {
     vars.insert("devnull".into(), yes_no(facts.devnull));
     vars.insert("tmp".into(), yes_no(facts.tmp));
     vars.insert("loopback".into(), yes_no(facts.loopback));
+    vars.insert("localhost".into(), yes_no(facts.localhost));
     vars.insert("icu".into(), facts.icu.clone());
     vars.insert("inspector".into(), yes_no(facts.inspector));
     vars.insert("crypto".into(), yes_no(facts.crypto));
@@ -305,6 +307,7 @@ mod tests {
             devnull: false,
             tmp: false,
             loopback: true,
+            localhost: false,
             icu: "small".into(),
             inspector: true,
             crypto: true,

@@ -58,6 +58,8 @@ pub struct GuestFacts {
     pub tmp: bool,
     /// A TCP connection to 127.0.0.1 worked.
     pub loopback: bool,
+    /// `dns.lookup('localhost')` answered (it needs `/etc/hosts`).
+    pub localhost: bool,
     /// `none`, `small` or `full`.
     pub icu: String,
     pub inspector: bool,
@@ -141,7 +143,7 @@ mod tests {
 
     #[test]
     fn runner_lines_parse() {
-        let hello = r#"{"ev":"hello","protocol":1,"version":"v18.20.4","arch":"x64","pid":1,"exec_path":"/init","proc":false,"devnull":false,"tmp":false,"loopback":false,"icu":"small","inspector":true,"crypto":true,"jobs":2,"tests":3}"#;
+        let hello = r#"{"ev":"hello","protocol":1,"version":"v18.20.4","arch":"x64","pid":1,"exec_path":"/init","proc":false,"devnull":false,"tmp":false,"loopback":false,"localhost":false,"icu":"small","inspector":true,"crypto":true,"jobs":2,"tests":3}"#;
         let Event::Hello(f) = Event::parse(hello).unwrap() else {
             panic!("not hello")
         };

@@ -523,7 +523,7 @@ impl StatusFile {
             let section = sections.last_mut().expect("the default section is first");
             if kind == StatusKind::KnownFailures {
                 check_skip_independent_of_guest(&section.condition, &rule, guest_vars)
-                    .with_context(|| at())?;
+                    .with_context(at)?;
             }
             section.rules.push(rule);
         }
