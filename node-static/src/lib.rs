@@ -63,6 +63,35 @@ pub fn key(env: &Env, arch: Arch, node: &Resolved, toolchain_key: &str) -> Resul
     Ok(k)
 }
 
+/// The static node for `arch` when it is already built; never builds or
+/// fetches anything (nor the toolchain its key depends on).
+pub fn published(env: &Env, arch: Arch) -> Result<Option<NodeBinary>> {
+    let Some(tc) = toolchain::published(env, arch)? else {
+        return Ok(None);
+    };
+    let chosen = fetch::choose(env, &manifest(), "node")?;
+    let phase = Phase::new(
+        env,
+        "node",
+        Some(arch),
+        key(env, arch, &chosen, &tc.output.key)?,
+    );
+    Ok(phase.cached().map(|dir| NodeBinary {
+        arch,
+        node: dir.join("node"),
+        node_unstripped: dir.join("node.unstripped"),
+        version: chosen.main.version.clone(),
+        output: PhaseOutput {
+            name: "node".into(),
+            arch: Some(arch),
+            dir,
+            key: phase.key.hex(),
+            cached: true,
+            wall: std::time::Duration::ZERO,
+        },
+    }))
+}
+
 /// Returns the static node for `arch`, building the toolchain and node if
 /// they are not cached.
 pub fn build(env: &Env, arch: Arch) -> Result<NodeBinary> {

@@ -9,6 +9,7 @@
 //! * Every console byte goes to a log file with a timestamp per line; errors
 //!   carry the last console lines and the log path.
 //! * [`node_checks`] drives the Node REPL of an image whose init is node.
+//! * [`node_suite`] runs Node's own test suite inside the guest.
 //! * [`run_interactive`] boots with the console on the terminal.
 //!
 //! This crate takes paths (kernel, initramfs) and does not depend on the
@@ -24,6 +25,7 @@ mod accel;
 mod console;
 mod guest;
 pub mod node_checks;
+pub mod node_suite;
 
 use std::path::{Path, PathBuf};
 

@@ -197,7 +197,9 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
         )?;
     }
 
-    writeln!(md, "\n## initramfs writer throughput\n")?;
+    writeln!(md, "\n{}", crate::node_test::bench_section(&env, &arches))?;
+
+    writeln!(md, "## initramfs writer throughput\n")?;
     writeln!(md, "{}", initramfs_throughput(&env, a.archive_mb)?)?;
 
     print!("{md}");

@@ -11,6 +11,7 @@ mod kernel_cmd;
 #[cfg(test)]
 mod key_pins;
 mod node_cmd;
+mod node_test;
 mod qemu_cmd;
 mod toolchain_cmd;
 mod verify;
@@ -99,6 +100,8 @@ enum Command {
     Initramfs(initramfs_cmd::InitramfsArgs),
     /// Boot each image in QEMU and check Node over the serial console
     QemuTest(qemu_cmd::BootArgs),
+    /// Run Node's own test suite inside the booted guest; -j/--jobs: tests at once [default: 2]
+    NodeTest(node_test::NodeTestArgs),
     /// Boot one image in QEMU with the console on this terminal (quit: Ctrl-A x)
     Run(qemu_cmd::BootArgs),
     /// Measure phases, sizes, boot time, memory floor and initramfs throughput; write BENCHMARKS.md
@@ -141,6 +144,7 @@ fn main() -> ExitCode {
         Command::Image(a) => image::run(common, a),
         Command::Initramfs(a) => initramfs_cmd::run(common, a),
         Command::QemuTest(a) => qemu_cmd::run_tests(common, a),
+        Command::NodeTest(a) => node_test::run(common, a),
         Command::Run(a) => qemu_cmd::run_interactive(common, a),
         Command::Bench(a) => bench::run(common, a),
         Command::Drill(a) => drill::run(common, a),
