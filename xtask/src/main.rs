@@ -2,12 +2,14 @@
 //! own module.
 
 mod bench;
+mod bench_model;
 mod doctor;
 mod drill;
 mod fetch;
 mod image;
 mod initramfs_cmd;
 mod kernel_cmd;
+mod model_report;
 mod node_cmd;
 mod qemu_cmd;
 mod toolchain_cmd;
