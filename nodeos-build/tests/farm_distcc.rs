@@ -33,6 +33,7 @@ fn compiles_served(log: &str) -> usize {
 #[test]
 fn distcc_compiles_a_cross_named_compiler_remotely_and_falls_back_when_distccd_goes() {
     let _env = env_lock();
+    let _vars = EnvVars::cleared(&["DISTCC_HOSTS", "DISTCC_DIR"]);
     let distccd = need("distccd", "distcc");
     need("distcc", "distcc");
     need("make", "make");
@@ -144,6 +145,4 @@ fn distcc_compiles_a_cross_named_compiler_remotely_and_falls_back_when_distccd_g
         set.objects.len() - remote.min(set.objects.len()),
         set.objects.len()
     );
-    std::env::remove_var("DISTCC_HOSTS");
-    std::env::remove_var("DISTCC_DIR");
 }

@@ -49,6 +49,14 @@ fn build_with(set: &CompileSet, setup: &LaunchSetup, c: &Compilers) {
 #[test]
 fn sccache_serves_a_fresh_checkout_from_the_shared_redis_cache() {
     let _env = env_lock();
+    let _vars = EnvVars::cleared(&[
+        "SCCACHE_REDIS_ENDPOINT",
+        "SCCACHE_SERVER_PORT",
+        "SCCACHE_IDLE_TIMEOUT",
+        "SCCACHE_DIR",
+        "SCCACHE_BASEDIRS",
+        "SCCACHE_REDIS",
+    ]);
     let redis = need("redis-server", "redis-server");
     need("make", "make");
     let sccache = need(
@@ -84,8 +92,6 @@ fn sccache_serves_a_fresh_checkout_from_the_shared_redis_cache() {
     std::env::set_var("SCCACHE_IDLE_TIMEOUT", "0");
     let local_state = t.path().join("sccache-local");
     std::env::set_var("SCCACHE_DIR", &local_state);
-    std::env::remove_var("SCCACHE_BASEDIRS");
-    std::env::remove_var("SCCACHE_REDIS");
 
     // No Redis yet: refused before the build, in one line.
     let launcher = Launcher::find("sccache").unwrap();
@@ -181,12 +187,4 @@ fn sccache_serves_a_fresh_checkout_from_the_shared_redis_cache() {
         v["stats"]["cache_errors"], v["stats"]["cache_read_errors"], v["stats"]["cache_write_errors"]
     );
     stop_server(&sccache);
-    for k in [
-        "SCCACHE_REDIS_ENDPOINT",
-        "SCCACHE_SERVER_PORT",
-        "SCCACHE_IDLE_TIMEOUT",
-        "SCCACHE_DIR",
-    ] {
-        std::env::remove_var(k);
-    }
 }

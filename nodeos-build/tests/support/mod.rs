@@ -15,6 +15,27 @@ pub fn env_lock() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Variables a test sets in the process environment: cleared now and
+/// again when dropped (also when the test fails).
+pub struct EnvVars(Vec<&'static str>);
+
+impl EnvVars {
+    pub fn cleared(names: &[&'static str]) -> EnvVars {
+        for n in names {
+            std::env::remove_var(n);
+        }
+        EnvVars(names.to_vec())
+    }
+}
+
+impl Drop for EnvVars {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            std::env::remove_var(n);
+        }
+    }
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
