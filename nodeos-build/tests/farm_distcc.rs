@@ -30,6 +30,16 @@ fn compiles_served(log: &str) -> usize {
     log.matches("COMPILE_OK").count()
 }
 
+/// (remote, local) compiles in distcc's client log.
+fn client_counts(client_log: &Path, port: u16) -> (usize, usize) {
+    let log = std::fs::read_to_string(client_log).unwrap_or_default();
+    (
+        log.matches(&format!(" on 127.0.0.1:{port}/4 completed ok"))
+            .count(),
+        log.matches(" on localhost completed ok").count(),
+    )
+}
+
 #[test]
 fn distcc_compiles_a_cross_named_compiler_remotely_and_falls_back_when_distccd_goes() {
     let _env = env_lock();
@@ -123,9 +133,11 @@ fn distcc_compiles_a_cross_named_compiler_remotely_and_falls_back_when_distccd_g
 
     // distccd killed mid-build: distcc compiles the rest here.
     set.clean();
-    let before = compiles_served(&daemon.log_text());
+    let client_log = t.path().join("distcc-client.log");
+    let mut build_env = setup.env.clone();
+    build_env.push(("DISTCC_LOG".into(), client_log.display().to_string()));
     let mut make = set
-        .make(2, &setup.wrap(&cc), &setup.wrap(&cxx), &setup.env)
+        .make(2, &setup.wrap(&cc), &setup.wrap(&cxx), &build_env)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -133,16 +145,20 @@ fn distcc_compiles_a_cross_named_compiler_remotely_and_falls_back_when_distccd_g
     wait_for(
         "three compiles on distccd",
         Duration::from_secs(300),
-        || compiles_served(&daemon.log_text()) >= before + 3,
+        || client_counts(&client_log, port).0 >= 3,
     );
     daemon.kill();
     let st = make.wait().unwrap();
     assert!(st.success(), "the build failed when distccd went away");
     set.assert_same_objects(&reference);
-    let remote = compiles_served(&daemon.log_text()) - before;
+    let (remote, local) = client_counts(&client_log, port);
     eprintln!(
-        "distcc, distccd killed mid-build: {remote} remote, {} local of {}",
-        set.objects.len() - remote.min(set.objects.len()),
+        "distcc, distccd killed mid-build: {remote} remote, {local} local of {}",
         set.objects.len()
+    );
+    assert!(
+        remote >= 3 && local >= 1 && remote + local == set.objects.len(),
+        "{}",
+        std::fs::read_to_string(&client_log).unwrap_or_default()
     );
 }
