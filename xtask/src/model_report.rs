@@ -1,13 +1,14 @@
 //! `cargo xtask bench --model`: the recorded jobs of the built phases
 //! replayed on 2 to 256 workers (see `bench_model`), per phase and arch,
 //! and with `--check`, the model checked against real -j1 and -j2 kernel
-//! builds. Writes the "Build-time model" section of BENCHMARKS.md.
+//! builds (cold, each in a scratch cache of its own, kept for later
+//! checks). Writes the "Build-time model" section of BENCHMARKS.md.
 
 use crate::bench_model::{graph, makespan, Graph};
 use anyhow::{bail, Context, Result};
 use nodeos_build::jobrec::{record_path, Record};
 use nodeos_build::phase::{read_timings, PhaseTimings};
-use nodeos_build::util::{create_dir_all, fmt_duration, remove_path};
+use nodeos_build::util::{create_dir_all, fmt_duration};
 use nodeos_build::{Arch, Env};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -130,12 +131,14 @@ pub fn table(records: &[PhaseRecord]) -> String {
 
 /// The check: the kernel built twice from scratch caches, with -j1 and
 /// -j2; the -j1 record's prediction for 1 and 2 workers against both.
-pub fn check_on_kernel(env: &Env, arch: Arch) -> Result<String> {
+pub fn check_on_kernel(env: &Env, arch: Arch) -> Result<(String, PhaseRecord)> {
     let root = env.target_dir.join("model-check");
     let mut measured = Vec::new();
+    let mut serial = None;
     for jobs in [1usize, 2] {
+        // A scratch cache per -j: the build there is cold, and a later
+        // check reuses it (remove target/nodeos/model-check to rebuild).
         let dir = root.join(format!("j{jobs}"));
-        remove_path(&dir)?;
         create_dir_all(&dir)?;
         let mut e = env.clone();
         e.cache_dir = dir.join("cache");
@@ -159,6 +162,9 @@ pub fn check_on_kernel(env: &Env, arch: Arch) -> Result<String> {
             bail!("the -j{jobs} kernel build left no job record");
         };
         measured.push((jobs, step, record, k.bzimage.clone()));
+        if jobs == 1 {
+            serial = Some(rec);
+        }
     }
     let same = nodeos_build::util::sha256_file(&measured[0].3)?
         == nodeos_build::util::sha256_file(&measured[1].3)?;
@@ -179,7 +185,7 @@ pub fn check_on_kernel(env: &Env, arch: Arch) -> Result<String> {
             );
         }
     }
-    Ok(md)
+    Ok((md, serial.expect("the -j1 build ran")))
 }
 
 /// Replaces (or appends) this command's section of BENCHMARKS.md.
@@ -231,18 +237,24 @@ pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bo
         }
         records.push(r);
     }
+    let mut checked = None;
+    if check {
+        let arch = *arches.first().unwrap_or(&Arch::X86_64);
+        let (text, kernel_j1) = check_on_kernel(env, arch)?;
+        checked = Some(text);
+        records.push(kernel_j1);
+    }
     let mut md = String::new();
     let _ = writeln!(md, "Written by `cargo xtask bench --model`. Each build records every job make runs (start, end, command; `nodeos_build::jobrec`); the model replays them on N workers with their dependencies (recursive makes, serial steps: links, generators such as mksnapshot and torque, archives; see `xtask/src/bench_model.rs`). Steps without a record (unpacking, configure, install) count as they took.\n");
     if records.is_empty() {
-        let _ = writeln!(md, "No phase with a job record is built yet.\n");
+        let _ = writeln!(md, "No phase with a job record is built yet (phases built before recording existed have none: rebuild them).\n");
     } else {
         let _ = writeln!(md, "Predicted cold build per phase and arch:\n");
         md.push_str(&table(&records));
         md.push('\n');
     }
-    if check {
-        let arch = *arches.first().unwrap_or(&Arch::X86_64);
-        md.push_str(&check_on_kernel(env, arch)?);
+    if let Some(text) = checked {
+        md.push_str(&text);
         md.push('\n');
     } else if let Some(old) = current_section(&env.project_root.join("BENCHMARKS.md")) {
         // Keep the last check's table.

@@ -37,7 +37,7 @@ impl Kind {
         match program.file_name().and_then(|n| n.to_str()).unwrap_or("") {
             "ccache" => Kind::Ccache,
             "sccache" => Kind::Sccache,
-            "distcc" | "pump" => Kind::Distcc,
+            "distcc" => Kind::Distcc,
             "icecc" => Kind::Icecc,
             _ => Kind::Other,
         }
