@@ -30,13 +30,20 @@ fn compiles_served(log: &str) -> usize {
     log.matches("COMPILE_OK").count()
 }
 
-/// (remote, local) compiles in distcc's client log.
+/// (remote, local) compiles in distcc's client log ("compile x.c on HOST
+/// completed ok"; the local preprocessing lines say "cpp x.c on …").
 fn client_counts(client_log: &Path, port: u16) -> (usize, usize) {
     let log = std::fs::read_to_string(client_log).unwrap_or_default();
+    let compiled_on = |host: &str| {
+        log.lines()
+            .filter(|l| {
+                l.contains("] compile ") && l.ends_with(&format!(" on {host} completed ok"))
+            })
+            .count()
+    };
     (
-        log.matches(&format!(" on 127.0.0.1:{port}/4 completed ok"))
-            .count(),
-        log.matches(" on localhost completed ok").count(),
+        compiled_on(&format!("127.0.0.1:{port}/4")),
+        compiled_on("localhost"),
     )
 }
 
