@@ -6,6 +6,7 @@
 use crate::config;
 use anyhow::{bail, Context, Result};
 use nodeos_build::fetch::{verify, Resolved};
+use nodeos_build::jobrec::RecipeShell;
 use nodeos_build::tree;
 use nodeos_build::util::{create_dir_all, remove_path};
 use nodeos_build::{Arch, StepCtx};
@@ -178,7 +179,7 @@ pub(crate) fn build(ctx: &mut StepCtx, plan: &Plan) -> Result<()> {
     ctx.resumable_step("bzimage", |ctx| {
         let mut c = kmake(&src, &obj, arch);
         c.arg(format!("-j{jobs}")).arg(&image.make_target);
-        ctx.run(c)
+        nodeos_build::jobrec::run_make(ctx, "bzimage", c, RecipeShell::Sh, jobs)
     })?;
 
     ctx.step("collect", |ctx| {

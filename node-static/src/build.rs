@@ -6,6 +6,7 @@ use crate::checks;
 use crate::recipe::{self, ConfigurePaths, Recipe};
 use anyhow::{bail, Context, Result};
 use nodeos_build::fetch::{verify, Resolved};
+use nodeos_build::jobrec::RecipeShell;
 use nodeos_build::util::{create_dir_all, remove_path};
 use nodeos_build::{tree, Arch, Source, StepCtx};
 use std::cell::Cell;
@@ -45,29 +46,18 @@ pub fn build(ctx: &mut StepCtx, arch: Arch, node: &Resolved, tc: &Toolchain) -> 
     let variant = recipe.variant(node.variant())?.clone();
     let b = ctx.build_dir().to_path_buf();
     let src = b.join("node");
-    let launcher = ctx.env.cc_launcher()?;
     let py = python();
     let cflags = recipe.arch_flags(arch)?.cflags.clone();
-    let mut env = recipe::build_env(&tc.env_vars(), launcher.as_deref(), &py, &cflags);
-    if launcher
-        .as_deref()
-        .is_some_and(|l| l.ends_with("ccache") && !l.ends_with("sccache"))
-    {
-        // One cache for every build dir and checkout: paths under the tree
-        // are hashed relative to it, so a fresh build dir hits.
-        env.push((
-            "CCACHE_DIR".into(),
-            nodeos_build::cache::ccache_dir(&ctx.env)
-                .display()
-                .to_string(),
-        ));
-        env.push(("CCACHE_BASEDIR".into(), src.display().to_string()));
-        env.push(("CCACHE_NOHASHDIR".into(), "true".into()));
-        env.push((
-            "CCACHE_MAXSIZE".into(),
-            std::env::var("CCACHE_MAXSIZE").unwrap_or_else(|_| "20G".into()),
-        ));
-    }
+    // Checked before anything is built: a launcher that cannot work says so
+    // now, in one line.
+    let launch = nodeos_build::launcher::setup_from_env(&ctx.env, &tc.compilers(), &src)?;
+    let mut env = recipe::build_env(
+        &tc.env_vars(),
+        launch.as_ref().map(|l| l.prefix.as_str()),
+        &py,
+        &cflags,
+    );
+    env.extend(launch.map(|l| l.env).unwrap_or_default());
     // Nothing from the user's shell leaks in; the recipe's variables
     // (compilers, flags, launcher) are set explicitly.
     let cmd = |program: &str, cwd: &Path| {
@@ -143,7 +133,7 @@ pub fn build(ctx: &mut StepCtx, arch: Arch, node: &Resolved, tc: &Toolchain) -> 
             &format!("-j{jobs}"),
             &target,
         ]);
-        ctx.run(c)
+        nodeos_build::jobrec::run_make(ctx, "make", c, RecipeShell::Sh, jobs)
     });
     ctx.progress.set_counter(None);
     made?;

@@ -49,6 +49,15 @@ impl Toolchain {
             ("LD", self.tool("ld")),
         ]
     }
+    /// Its gcc and g++, for a compiler launcher to wrap.
+    pub fn compilers(&self) -> nodeos_build::launcher::Compilers {
+        nodeos_build::launcher::Compilers {
+            arch: self.arch,
+            toolchain_key: self.output.key.clone(),
+            cc: self.tool("gcc"),
+            cxx: self.tool("g++"),
+        }
+    }
     /// Lines for `--print-env` (shell-quoted).
     pub fn print_env(&self) -> String {
         self.env_vars()

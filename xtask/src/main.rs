@@ -2,6 +2,7 @@
 //! own module.
 
 mod bench;
+mod bench_model;
 mod doctor;
 mod drill;
 mod fetch;
@@ -10,6 +11,7 @@ mod initramfs_cmd;
 mod kernel_cmd;
 #[cfg(test)]
 mod key_pins;
+mod model_report;
 mod node_cmd;
 mod node_test;
 mod qemu_cmd;
