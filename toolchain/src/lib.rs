@@ -132,6 +132,29 @@ pub fn key(env: &Env, arch: Arch, inputs: &Inputs, host: &HostCompiler) -> Resul
     Ok(k)
 }
 
+/// The published toolchain for `arch`, if its key is in the cache; never
+/// builds or fetches anything.
+pub fn published(env: &Env, arch: Arch) -> Result<Option<Toolchain>> {
+    let host = HostCompiler::probe();
+    let phase = Phase::new(
+        env,
+        "toolchain",
+        Some(arch),
+        key(env, arch, &choose_inputs(env)?, &host)?,
+    );
+    if phase.cached().is_none() {
+        return Ok(None);
+    }
+    let output = phase.run(|_| {
+        anyhow::bail!("the published toolchain was removed while being reused; run again")
+    })?;
+    Ok(Some(Toolchain {
+        arch,
+        dir: output.dir.clone(),
+        output,
+    }))
+}
+
 /// Returns the toolchain for `arch`, building it if it is not cached.
 pub fn build(env: &Env, arch: Arch) -> Result<Toolchain> {
     let host = HostCompiler::probe();

@@ -18,13 +18,16 @@ pub fn run(a: FetchArgs) -> Result<()> {
     // Every phase's sources are the same for both arches today; --arch is
     // accepted so that per-arch sources can join later.
     let _ = a.common.arches();
-    let packages = [
+    let mut packages = vec![
         (toolchain::manifest(), "binutils"),
         (toolchain::manifest(), "gcc"),
         (toolchain::manifest(), "musl"),
         (kernel::manifest(), "linux"),
         (node_static::manifest(), "node"),
     ];
+    for p in packages::Registry::builtin().all() {
+        packages.push((p.manifest.clone(), p.spec.source.as_str()));
+    }
     // Try every package before failing, so that one run lists everything
     // that is missing (an offline user copies all of it at once).
     let mut failures = Vec::new();
