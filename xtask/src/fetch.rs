@@ -72,7 +72,10 @@ pub fn clean(a: CleanArgs) -> Result<()> {
     let env = a.common.env()?;
     // The ccache dir is kept: it is what makes a rebuild after a clean fast.
     let phases: Vec<&str> = if a.phases.is_empty() {
-        PHASES.to_vec()
+        PHASES
+            .into_iter()
+            .chain(packages::Registry::builtin().all().map(|p| p.phase.as_str()))
+            .collect()
     } else {
         a.phases.iter().map(String::as_str).collect()
     };
