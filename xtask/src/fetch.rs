@@ -74,7 +74,11 @@ pub fn clean(a: CleanArgs) -> Result<()> {
     let phases: Vec<&str> = if a.phases.is_empty() {
         PHASES
             .into_iter()
-            .chain(packages::Registry::builtin().all().map(|p| p.phase.as_str()))
+            .chain(
+                packages::Registry::builtin()
+                    .all()
+                    .map(|p| p.phase.as_str()),
+            )
             .collect()
     } else {
         a.phases.iter().map(String::as_str).collect()
