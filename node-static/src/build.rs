@@ -1,15 +1,17 @@
 //! The steps that build a static node: prepare the tree (restoring what a
-//! Debian repack removed), build brotli, configure, make the `node` target
-//! (resumable), install stripped + unstripped, check on the host.
+//! Debian repack removed), configure (linking the variant's library
+//! packages), make the `node` target (resumable), install stripped +
+//! unstripped, check on the host.
 
 use crate::checks;
 use crate::recipe::{self, ConfigurePaths, Recipe};
 use anyhow::{bail, Context, Result};
 use nodeos_build::fetch::{verify, Resolved};
 use nodeos_build::jobrec::RecipeShell;
-use nodeos_build::util::{create_dir_all, remove_path};
+use nodeos_build::util::create_dir_all;
 use nodeos_build::{tree, Arch, Source, StepCtx};
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -41,7 +43,14 @@ fn python() -> PathBuf {
     }
 }
 
-pub fn build(ctx: &mut StepCtx, arch: Arch, node: &Resolved, tc: &Toolchain) -> Result<()> {
+/// `libs` holds the published library packages the variant links, by name.
+pub fn build(
+    ctx: &mut StepCtx,
+    arch: Arch,
+    node: &Resolved,
+    tc: &Toolchain,
+    libs: &BTreeMap<String, packages::Built>,
+) -> Result<()> {
     let recipe = Recipe::builtin();
     let variant = recipe.variant(node.variant())?.clone();
     let b = ctx.build_dir().to_path_buf();
@@ -72,25 +81,20 @@ pub fn build(ctx: &mut StepCtx, arch: Arch, node: &Resolved, tc: &Toolchain) -> 
         prepare_source(ctx, node, &variant, &src)
     })?;
 
-    let brotli_dir = b.join("brotli");
-    if let Some(brotli_src) = &variant.brotli {
-        let s = with_source(node, brotli_src)?.clone();
-        ctx.step("brotli", |ctx| {
-            build_brotli(
-                ctx,
-                &verified(ctx, &s)?,
-                &b.join("brotli-src"),
-                &brotli_dir,
-                tc,
-            )
-        })?;
-    }
     let icu = match &variant.icu {
         Some(name) => Some(verified(ctx, with_source(node, name)?)?),
         None => None,
     };
     let paths = ConfigurePaths {
-        brotli: variant.brotli.as_ref().map(|_| brotli_dir.clone()),
+        brotli: match &variant.brotli {
+            Some(name) => Some(
+                libs.get(name)
+                    .with_context(|| format!("the library package {name} was not built"))?
+                    .dir
+                    .clone(),
+            ),
+            None => None,
+        },
         icu_source: icu,
     };
     let args = recipe::configure_args(&recipe, arch, node.variant(), &paths)?;
@@ -235,54 +239,6 @@ pub fn set_version_header(path: &Path, version: &str) -> Result<()> {
     }
     std::fs::write(path, out.join("\n") + "\n")?;
     Ok(())
-}
-
-/// brotli's C sources compiled with the target toolchain into three static
-/// libraries, as node's --shared-brotli expects.
-fn build_brotli(
-    ctx: &mut StepCtx,
-    archive: &Path,
-    src: &Path,
-    out: &Path,
-    tc: &Toolchain,
-) -> Result<()> {
-    tree::extract(ctx, archive, src)?;
-    remove_path(out)?;
-    create_dir_all(&out.join("lib"))?;
-    let objs = out.join("obj");
-    for part in ["common", "dec", "enc"] {
-        let dir = objs.join(part);
-        create_dir_all(&dir)?;
-        let mut sources: Vec<PathBuf> = std::fs::read_dir(src.join("c").join(part))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "c"))
-            .collect();
-        sources.sort();
-        let mut objects = Vec::new();
-        for s in &sources {
-            let o = dir.join(s.file_stem().expect("file").to_string_lossy().to_string() + ".o");
-            let mut c = Command::new(tc.tool("gcc"));
-            c.args(["-O2", "-c"])
-                .arg("-I")
-                .arg(src.join("c/include"))
-                .arg(s)
-                .arg("-o")
-                .arg(&o);
-            ctx.run(c)?;
-            objects.push(o);
-        }
-        let mut c = Command::new(tc.tool("ar"));
-        c.arg("rcs")
-            .arg(out.join("lib").join(format!("libbrotli{part}.a")))
-            .args(&objects);
-        ctx.run(c)?;
-    }
-    let mut c = Command::new("cp");
-    c.arg("-R")
-        .arg(src.join("c/include"))
-        .arg(out.join("include"));
-    ctx.run(c)
 }
 
 /// How many objects the make target needs in all: those already in

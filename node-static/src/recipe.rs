@@ -33,10 +33,18 @@ pub struct Variant {
     #[serde(default)]
     pub components: Vec<Component>,
     pub patch_series: Option<String>,
+    /// The library package linked as `--shared-brotli`.
     pub brotli: Option<String>,
     pub icu: Option<String>,
     #[serde(default)]
     pub builtins: Vec<Builtin>,
+}
+
+impl Variant {
+    /// The library packages (packages/<name>) this variant links.
+    pub fn packages(&self) -> impl Iterator<Item = &str> {
+        self.brotli.iter().map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +89,11 @@ impl Recipe {
             }
         }
         for (vname, v) in &r.variants {
+            for p in v.packages() {
+                packages::Registry::builtin()
+                    .get(p)
+                    .with_context(|| format!("node recipe variant {vname}"))?;
+            }
             for b in &v.builtins {
                 if !b.to.starts_with("deps/") || b.to.contains("..") {
                     bail!(

@@ -141,26 +141,26 @@ pub fn key(env: &Env, arch: Arch, inputs: &Inputs, host: &HostCompiler) -> Resul
     Ok(k)
 }
 
-/// The toolchain for `arch` when it is already built; never builds or
-/// fetches anything.
+/// The published toolchain for `arch`, if its key is in the cache; never
+/// builds or fetches anything.
 pub fn published(env: &Env, arch: Arch) -> Result<Option<Toolchain>> {
+    let host = HostCompiler::probe();
     let phase = Phase::new(
         env,
         "toolchain",
         Some(arch),
-        key(env, arch, &choose_inputs(env)?, &HostCompiler::probe())?,
+        key(env, arch, &choose_inputs(env)?, &host)?,
     );
-    Ok(phase.cached().map(|dir| Toolchain {
+    if phase.cached().is_none() {
+        return Ok(None);
+    }
+    let output = phase.run(|_| {
+        anyhow::bail!("the published toolchain was removed while being reused; run again")
+    })?;
+    Ok(Some(Toolchain {
         arch,
-        dir: dir.clone(),
-        output: nodeos_build::PhaseOutput {
-            name: "toolchain".into(),
-            arch: Some(arch),
-            dir,
-            key: phase.key.hex(),
-            cached: true,
-            wall: std::time::Duration::ZERO,
-        },
+        dir: output.dir.clone(),
+        output,
     }))
 }
 

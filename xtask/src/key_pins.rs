@@ -74,11 +74,28 @@ fn toolchain_inputs() -> toolchain::Inputs {
 fn node_source() -> Resolved {
     resolved(
         source("node", "debian", "18.20.4"),
-        vec![
-            source("node-ada", "debian", "18.20.4"),
-            source("brotli", "debian", "1.0.9"),
-        ],
+        vec![source("node-ada", "debian", "18.20.4")],
     )
+}
+
+/// A library package's source, named as its sources.toml names it.
+fn package_source(name: &str, version: &str) -> Resolved {
+    resolved(source(name, "debian", version), vec![])
+}
+
+/// The key of each of the repository's library packages (none of them
+/// depends on another yet) for the fixture toolchain key.
+fn package_keys(env: &Env, arch: Arch, tc: &str) -> std::collections::BTreeMap<String, String> {
+    packages::Registry::builtin()
+        .all()
+        .map(|p| {
+            let version = &p.manifest.variants(&p.spec.source)[0].version;
+            let src = package_source(&p.spec.source, version);
+            let deps = Default::default();
+            let k = packages::key(env, arch, p, &src, tc, &deps).unwrap().hex();
+            (p.spec.name.clone(), k)
+        })
+        .collect()
 }
 
 /// The host compiler the pins were taken with (Debian 12's).
@@ -90,7 +107,7 @@ fn host() -> HostCompiler {
 }
 
 /// Every pinned key: (phase, arch, key).
-fn keys(dir: &Path) -> Vec<(&'static str, Arch, String)> {
+fn keys(dir: &Path) -> Vec<(String, Arch, String)> {
     let root = fixture_root(dir);
     let env = Env::for_tests(&dir.join("cache"), &root);
     let mut out = Vec::new();
@@ -98,7 +115,8 @@ fn keys(dir: &Path) -> Vec<(&'static str, Arch, String)> {
         let tc = toolchain::key(&env, arch, &toolchain_inputs(), &host())
             .unwrap()
             .hex();
-        let node = node_static::key(&env, arch, &node_source(), &tc)
+        let pkgs = package_keys(&env, arch, &tc);
+        let node = node_static::key(&env, arch, &node_source(), &tc, &pkgs)
             .unwrap()
             .hex();
         let fragments = kernel::default_fragments(&env, arch);
@@ -106,15 +124,26 @@ fn keys(dir: &Path) -> Vec<(&'static str, Arch, String)> {
         let kernel = kernel::key(&env, arch, &linux, &fragments, &host())
             .unwrap()
             .hex();
-        out.push(("toolchain", arch, tc));
-        out.push(("node", arch, node));
-        out.push(("kernel", arch, kernel));
+        out.push(("toolchain".into(), arch, tc));
+        // The packages node links are pinned with it; any other package
+        // keys nobody's output yet.
+        let recipe = node_static::Recipe::builtin();
+        let linked: Vec<&str> = recipe
+            .variant(node_source().variant())
+            .unwrap()
+            .packages()
+            .collect();
+        for (name, k) in pkgs.iter().filter(|(n, _)| linked.contains(&n.as_str())) {
+            out.push((format!("pkg-{name}"), arch, k.clone()));
+        }
+        out.push(("node".into(), arch, node));
+        out.push(("kernel".into(), arch, kernel));
         let init = static_init(dir, arch);
         let initramfs =
             crate::image::build_initramfs(&env, arch, &init, &"1".repeat(64), &"2".repeat(64))
                 .unwrap()
                 .key;
-        out.push(("initramfs", arch, initramfs));
+        out.push(("initramfs".into(), arch, initramfs));
     }
     out
 }
@@ -143,7 +172,9 @@ fn static_init(dir: &Path, arch: Arch) -> PathBuf {
 }
 
 /// Taken on main at ed9eff9 (before the phase driver and targets file),
-/// with that commit's key functions.
+/// with that commit's key functions; node's (and the brotli package's)
+/// since brotli became a library package: node's inputs are the same, now
+/// expressed as the package's key instead of brotli's source entry.
 const PINNED: &[(&str, Arch, &str)] = &[
     (
         "toolchain",
@@ -151,9 +182,14 @@ const PINNED: &[(&str, Arch, &str)] = &[
         "2d7dc26102687b82bf774a5d9e8abfeb164c7a901862bad5dd9505a54bcd64f0",
     ),
     (
+        "pkg-brotli",
+        Arch::I386,
+        "72f68acd0ccbd444e76f9bb3d119109ad59d350f2b3d1b612d29dcbe2bdfbae9",
+    ),
+    (
         "node",
         Arch::I386,
-        "dfe687c46360079f6b7286ab62d774b0d3df432534a464397d4ff913ffc1bf8a",
+        "e9077bb5cc7b7f8b73462952745f549d36a86fd4d14844de6425d111c14fc8c9",
     ),
     (
         "kernel",
@@ -171,9 +207,14 @@ const PINNED: &[(&str, Arch, &str)] = &[
         "fff769b7eaa5aa36128361eb0302d9685778aa2e7037920322901d1eba508f8b",
     ),
     (
+        "pkg-brotli",
+        Arch::X86_64,
+        "4db7ab2053dd82a95e15d01adad0d6ab3988c1c65999dce4c0a85ff7ea6e150d",
+    ),
+    (
         "node",
         Arch::X86_64,
-        "1a9ca629bfac0be97b556f43b07ad2fb23b00f3e0a7a882d8b5111f09d243721",
+        "1a105917bf70bb832e1b6bcf5a33133f89e661ea79c1a8111b87adc4636c4982",
     ),
     (
         "kernel",
@@ -278,14 +319,24 @@ fn each_declared_input_moves_its_phase_key() {
     );
 
     // Node: its sources, patches and the toolchain's key.
-    let node_key = |src: &Resolved, tc: &str| node_static::key(&env, arch, src, tc).unwrap().hex();
-    let nbase = node_key(&node_source(), &base);
+    let pkgs = package_keys(&env, arch, &base);
+    let node_key = |src: &Resolved, tc: &str, pkgs: &std::collections::BTreeMap<String, String>| {
+        node_static::key(&env, arch, src, tc, pkgs).unwrap().hex()
+    };
+    let nbase = node_key(&node_source(), &base, &pkgs);
     changed.push((
         "node: toolchain key".into(),
         nbase.clone(),
-        node_key(&node_source(), &"0".repeat(64)),
+        node_key(&node_source(), &"0".repeat(64), &pkgs),
     ));
-    for i in 0..3 {
+    let mut other = pkgs.clone();
+    other.insert("brotli".into(), "0".repeat(64));
+    changed.push((
+        "node: the brotli package's key".into(),
+        nbase.clone(),
+        node_key(&node_source(), &base, &other),
+    ));
+    for i in 0..2 {
         let mut src = node_source();
         let s = if i == 0 {
             &mut src.main
@@ -296,7 +347,7 @@ fn each_declared_input_moves_its_phase_key() {
         changed.push((
             format!("node: source {} sha256", s.name),
             nbase.clone(),
-            node_key(&src, &base),
+            node_key(&src, &base, &pkgs),
         ));
     }
     let patch = root.join("patches/node-18.20.4/0001-node.patch");
@@ -304,7 +355,7 @@ fn each_declared_input_moves_its_phase_key() {
     changed.push((
         "node: a patch byte".into(),
         nbase.clone(),
-        node_key(&node_source(), &base),
+        node_key(&node_source(), &base, &pkgs),
     ));
 
     // Kernel: source, patches, each fragment, host cc and ld.
