@@ -166,7 +166,7 @@ pub fn check_static(path: &Path, arch: Arch) -> Result<ElfInfo> {
         bail!(
             "{} is built for {}, not {} ({})",
             path.display(),
-            machine_name(info.machine),
+            target_name(&info),
             arch,
             machine_name(arch.elf_machine())
         );
