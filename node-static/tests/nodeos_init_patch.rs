@@ -36,6 +36,9 @@ fn patch_dirs() -> Vec<PathBuf> {
                 .unwrap()
                 .to_string_lossy()
                 .starts_with("node-")
+                // A Node version's own tree; `node-<v>-parts` holds patches
+                // for the parts a variant restores, not for node's tree.
+                && p.join("0001-nodeos-init.patch").is_file()
         })
         .collect();
     dirs.sort();
