@@ -73,7 +73,7 @@ fn is_linker(w: &str) -> bool {
 
 pub fn classify(job: &Job) -> JobKind {
     let w = words(job);
-    let has = |s: &str| w.iter().any(|x| *x == s);
+    let has = |s: &str| w.contains(&s);
     if w.iter().any(|x| {
         let n = program_name(x);
         n == "ar" || n.ends_with("-ar") || n == "ranlib" || n.ends_with("-ranlib")

@@ -90,9 +90,13 @@ pub struct Daemon {
 impl Daemon {
     pub fn start(name: &str, mut cmd: Command, log: PathBuf) -> Daemon {
         let out = std::fs::File::create(log.with_extension("stderr")).unwrap();
+        // Its own process group: daemons that fork workers (distccd) are
+        // killed with all of them.
+        use std::os::unix::process::CommandExt;
         cmd.stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
-            .stderr(out);
+            .stderr(out)
+            .process_group(0);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name} ({cmd:?}): {e}"));
@@ -116,8 +120,16 @@ impl Daemon {
         }
     }
 
-    /// Kills it now (SIGKILL), as a machine that disappears.
+    /// Kills it and its workers now (SIGKILL to its process group), as a
+    /// machine that disappears.
     pub fn kill(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: a plain syscall; the group is the one this daemon was
+            // started in (its pid), so nothing else is signalled.
+            unsafe {
+                libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
