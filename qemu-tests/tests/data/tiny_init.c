@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/reboot.h>
 #include <sys/utsname.h>
+#include <termios.h>
 #include <unistd.h>
 
 #if !defined(VARIANT_EXIT) && !defined(VARIANT_FAIL) && !defined(VARIANT_HANG) && \
@@ -35,6 +36,10 @@ int main(void) {
     printf("NODEOS-TINY-INIT pid=%d machine=%s\n", (int)getpid(), u.machine);
 #if defined(VARIANT_EXIT)
     printf("NODEOS-TINY-INIT done\n");
+    /* On the wire before the kernel's panic message: with more than one CPU
+     * the UART may still be sending when init exits. */
+    fflush(stdout);
+    tcdrain(1);
     return 0;
 #elif defined(VARIANT_FAIL)
     fflush(stdout);
@@ -54,6 +59,7 @@ int main(void) {
     int cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : -1;
     printf("NODEOS-TINY-INIT cpus=%d\n", cpus);
     fflush(stdout);
+    tcdrain(1);
     sync();
     reboot(RB_POWER_OFF);
     printf("NODEOS-TINY-INIT power off failed: %s\n", strerror(errno));
