@@ -284,12 +284,13 @@ fn every_node_patch_prints_the_exit_status_line() {
     let mut seen = 0;
     for entry in std::fs::read_dir(&patches).unwrap() {
         let dir = entry.unwrap().path();
-        if !dir
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("node-")
-        {
+        // `node-<version>` holds a Node version's patches; `node-<version>-<variant>`
+        // only what one source variant adds on top of them.
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let is_version_dir = name.strip_prefix("node-").is_some_and(|v| {
+            !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.')
+        });
+        if !is_version_dir {
             continue;
         }
         let patch = std::fs::read_to_string(dir.join("0001-nodeos-init.patch"))
