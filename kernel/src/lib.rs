@@ -14,7 +14,7 @@ pub mod config;
 use anyhow::{Context, Result};
 use nodeos_build::fetch::{self, Fetcher, Resolved};
 use nodeos_build::host::HostCompiler;
-use nodeos_build::{Arch, Env, Key, Manifest, Phase, PhaseOutput};
+use nodeos_build::{Arch, Env, Key, Manifest, PhaseOutput, PhaseRun};
 use std::path::PathBuf;
 
 pub use bzimage::{bzimage_info, check_user_bzimage, check_user_bzimage_for, BzImageInfo};
@@ -163,7 +163,7 @@ fn build_inner(env: &Env, arch: Arch, extra: &[PathBuf]) -> Result<Kernel> {
     let m = manifest();
     let host = HostCompiler::probe();
     let chosen = fetch::choose(env, &m, "linux")?;
-    let phase = Phase::new(
+    let phase = PhaseRun::new(
         env,
         PHASE,
         Some(arch),
@@ -175,7 +175,7 @@ fn build_inner(env: &Env, arch: Arch, extra: &[PathBuf]) -> Result<Kernel> {
         nodeos_build::host::require("the kernel phase", &[nodeos_build::host::Need::Kernel])?;
         let mut fetcher = Fetcher::new(env)?;
         let source = fetch::ensure(&mut fetcher, &m, "linux")?;
-        let phase = Phase::new(
+        let phase = PhaseRun::new(
             env,
             PHASE,
             Some(arch),

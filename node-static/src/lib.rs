@@ -7,7 +7,7 @@ pub mod recipe;
 
 use anyhow::{Context, Result};
 use nodeos_build::fetch::{self, Fetcher, Resolved};
-use nodeos_build::{Arch, Env, Key, Manifest, Phase, PhaseOutput};
+use nodeos_build::{Arch, Env, Key, Manifest, PhaseOutput, PhaseRun};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -96,7 +96,7 @@ pub fn published(env: &Env, arch: Arch) -> Result<Option<NodeBinary>> {
             ))
         })
         .collect::<Result<BTreeMap<_, _>>>()?;
-    let phase = Phase::new(
+    let phase = PhaseRun::new(
         env,
         "node",
         Some(arch),
@@ -146,7 +146,7 @@ fn phase_for<'e>(
     arch: Arch,
     src: &Resolved,
     tc: &toolchain::Toolchain,
-) -> Result<(BTreeMap<String, packages::Built>, Phase<'e>)> {
+) -> Result<(BTreeMap<String, packages::Built>, PhaseRun<'e>)> {
     let registry = packages::Registry::builtin();
     let libs = Recipe::builtin()
         .variant(src.variant())?
@@ -163,13 +163,13 @@ fn phase_for<'e>(
         .map(|(n, b)| (n.clone(), b.output.key.clone()))
         .collect();
     let k = key(env, arch, src, &tc.output.key, &package_keys)?;
-    Ok((libs, Phase::new(env, "node", Some(arch), k)))
+    Ok((libs, PhaseRun::new(env, "node", Some(arch), k)))
 }
 
 fn run(
     env: &Env,
     arch: Arch,
-    phase: Phase,
+    phase: PhaseRun,
     node_src: &Resolved,
     tc: &toolchain::Toolchain,
     libs: &BTreeMap<String, packages::Built>,

@@ -8,6 +8,7 @@
 
 pub mod arch;
 pub mod cache;
+pub mod driver;
 pub mod elf;
 pub mod env;
 pub mod fetch;
@@ -23,7 +24,8 @@ pub mod tree;
 pub mod util;
 
 pub use arch::Arch;
+pub use driver::{Phase, PhaseDecl, Sources};
 pub use env::Env;
 pub use key::Key;
-pub use phase::{Phase, PhaseOutput, StepCtx};
+pub use phase::{PhaseOutput, PhaseRun, StepCtx};
 pub use source::{Manifest, Source};

@@ -19,9 +19,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-pub struct Phase<'a> {
+/// One run of a phase for a computed key: what [`crate::driver`] hands
+/// the engine once sources are chosen and the key is known.
+pub struct PhaseRun<'a> {
     pub env: &'a Env,
-    pub name: &'static str,
+    pub name: String,
     pub arch: Option<Arch>,
     pub key: Key,
     /// What it publishes (the whole output dir unless named).
@@ -71,11 +73,16 @@ pub struct PhaseTimings {
     pub steps: Vec<StepTiming>,
 }
 
-impl<'a> Phase<'a> {
-    pub fn new(env: &'a Env, name: &'static str, arch: Option<Arch>, key: Key) -> Phase<'a> {
-        Phase {
+impl<'a> PhaseRun<'a> {
+    pub fn new(
+        env: &'a Env,
+        name: impl Into<String>,
+        arch: Option<Arch>,
+        key: Key,
+    ) -> PhaseRun<'a> {
+        PhaseRun {
             env,
-            name,
+            name: name.into(),
             arch,
             key,
             outputs: Outputs::Tree,
@@ -83,8 +90,8 @@ impl<'a> Phase<'a> {
     }
 
     /// Publishes only these entries of the output dir.
-    pub fn outputs(mut self, names: &[&str]) -> Phase<'a> {
-        self.outputs = Outputs::Named(names.iter().map(|n| n.to_string()).collect());
+    pub fn outputs(mut self, names: &[&str]) -> PhaseRun<'a> {
+        self.outputs = Outputs::named(names);
         self
     }
 
@@ -96,7 +103,7 @@ impl<'a> Phase<'a> {
     }
 
     pub fn out_dir(&self) -> PathBuf {
-        cache::out_dir(self.env, self.name, &self.key.hex())
+        cache::out_dir(self.env, &self.name, &self.key.hex())
     }
 
     /// The published output, if this key was built before and its files
@@ -121,10 +128,20 @@ impl<'a> Phase<'a> {
         }
     }
 
+    /// The published output, recorded as reused in the timings, when this
+    /// key is in the cache; never builds anything.
+    pub fn published(&self) -> Result<Option<PhaseOutput>> {
+        let started = Instant::now();
+        match self.cached() {
+            Some(dir) => self.reuse(dir, self.key.hex(), started).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The already-published output, recorded as cached in the timings.
     fn reuse(&self, dir: PathBuf, key: String, started: Instant) -> Result<PhaseOutput> {
         let out = PhaseOutput {
-            name: self.name.into(),
+            name: self.name.clone(),
             arch: self.arch,
             dir,
             key,
@@ -145,13 +162,13 @@ impl<'a> Phase<'a> {
         let label = self.label();
         let progress = PhaseProgress::new(label.clone(), self.env.verbose);
         let _lock: KeyLock =
-            cache::lock_key(self.env, self.name, &key, &label, &|m| progress.println(m))?;
+            cache::lock_key(self.env, &self.name, &key, &label, &|m| progress.println(m))?;
         // Another run may have published it while we waited for the lock.
         if let Some(dir) = self.cached() {
             progress.println(&format!("  {label}: built by the other run; reusing it"));
             return self.reuse(dir, key, started);
         }
-        let build_dir = cache::build_dir(self.env, self.name, self.arch, &key);
+        let build_dir = cache::build_dir(self.env, &self.name, self.arch, &key);
         let meta = build_dir.join(".nodeos");
         create_dir_all(&meta.join("stamps"))?;
         let stage = build_dir.join(".nodeos").join("stage");
@@ -178,7 +195,7 @@ impl<'a> Phase<'a> {
         ));
         let mut ctx = StepCtx {
             env: self.env.clone(),
-            phase: self.name,
+            phase: self.name.clone(),
             arch: self.arch,
             build_dir: build_dir.clone(),
             stage: stage.clone(),
@@ -205,7 +222,7 @@ impl<'a> Phase<'a> {
             let _ = writeln!(ctx.log, "=== not a declared output, removed: {stray}");
         }
         let timings = PhaseTimings {
-            phase: self.name.into(),
+            phase: self.name.clone(),
             arch: self.arch.map_or("host".into(), |a| a.name().into()),
             key: key.clone(),
             build_secs: started.elapsed().as_secs_f64(),
@@ -237,7 +254,7 @@ impl<'a> Phase<'a> {
             fmt_duration(started.elapsed())
         ));
         let out = PhaseOutput {
-            name: self.name.into(),
+            name: self.name.clone(),
             arch: self.arch,
             dir: out_dir,
             key,
@@ -307,7 +324,7 @@ pub fn read_timings(out_dir: &Path) -> Option<PhaseTimings> {
 /// What a phase's build closure works with.
 pub struct StepCtx {
     pub env: Env,
-    pub phase: &'static str,
+    pub phase: String,
     pub arch: Option<Arch>,
     build_dir: PathBuf,
     stage: PathBuf,

@@ -21,6 +21,12 @@ pub enum Outputs {
     Tree,
 }
 
+impl Outputs {
+    pub fn named(names: &[&str]) -> Outputs {
+        Outputs::Named(names.iter().map(|n| n.to_string()).collect())
+    }
+}
+
 /// The files the engine writes into every output.
 pub const ENGINE_FILES: &[&str] = &["timings.json", "inputs.txt", "build.log", RECORD];
 

@@ -2,7 +2,7 @@
 //! phases, concurrent runs, downloads from a local HTTP server.
 
 use nodeos_build::fetch::{self, Fetcher};
-use nodeos_build::{Env, Key, Manifest, Phase};
+use nodeos_build::{Env, Key, Manifest, PhaseRun};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -42,7 +42,7 @@ fn child_entry() {
     if scenario == "disk" {
         return disk_scenario(&env);
     }
-    let out = Phase::new(&env, "slow", None, slow_key())
+    let out = PhaseRun::new(&env, "slow", None, slow_key())
         .run(|ctx| {
             ctx.step("first", |ctx| {
                 let mut f = std::fs::OpenOptions::new()
@@ -95,7 +95,7 @@ fn killed_phase_is_rebuilt_not_reused() {
     std::thread::sleep(Duration::from_millis(300));
     c.kill().unwrap(); // SIGKILL
     c.wait().unwrap();
-    let phase = Phase::new(&env, "slow", None, slow_key());
+    let phase = PhaseRun::new(&env, "slow", None, slow_key());
     assert!(
         phase.cached().is_none(),
         "a killed phase must not look done"
@@ -174,7 +174,7 @@ fn failing_step_reports_log_tail_and_stays_unpublished() {
     let env = test_env(d.path());
     let mut k = Key::new("fails", 1);
     k.str("x", "y");
-    let err = Phase::new(&env, "fails", None, k.clone())
+    let err = PhaseRun::new(&env, "fails", None, k.clone())
         .run(|ctx| {
             ctx.step("compile", |ctx| {
                 let mut c = Command::new("sh");
@@ -191,7 +191,7 @@ fn failing_step_reports_log_tail_and_stays_unpublished() {
         msg.contains("fatal: something broke") && msg.contains("fails.log"),
         "{msg}"
     );
-    assert!(Phase::new(&env, "fails", None, k).cached().is_none());
+    assert!(PhaseRun::new(&env, "fails", None, k).cached().is_none());
 }
 
 /// A one-shot HTTP/1.1 server on 127.0.0.1: `/good` serves the body,
@@ -318,7 +318,7 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 fn disk_scenario(env: &Env) {
     let mut k = Key::new("disk", 1);
     k.str("size", "3MB");
-    let r = Phase::new(env, "disk", None, k).run(|ctx| {
+    let r = PhaseRun::new(env, "disk", None, k).run(|ctx| {
         ctx.step("fill", |ctx| {
             let mut c = Command::new("sh");
             c.current_dir(ctx.build_dir())

@@ -4,7 +4,7 @@
 //! may ever be published.
 
 use nodeos_build::fetch::{self, Fetcher};
-use nodeos_build::{tree, Env, Key, Manifest, Phase};
+use nodeos_build::{tree, Env, Key, Manifest, PhaseRun};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -119,7 +119,7 @@ fn fault_child() {
     let src = fetch::ensure(&mut f, &m, "proj").unwrap();
     let mut k = Key::new("faults", 1);
     k.source(&src.main);
-    let out = Phase::new(&env, "faults", None, k)
+    let out = PhaseRun::new(&env, "faults", None, k)
         .run(|ctx| {
             let b = ctx.build_dir().to_path_buf();
             ctx.step("extract", |ctx| {

@@ -3,7 +3,7 @@
 //! published, recorded (size, sha256) and checked at reuse.
 
 use nodeos_build::publish::{self, Checked, Depth};
-use nodeos_build::{Env, Key, Phase};
+use nodeos_build::{Env, Key, PhaseRun};
 
 fn key() -> Key {
     let mut k = Key::new("toy", 1);
@@ -12,7 +12,7 @@ fn key() -> Key {
 }
 
 fn run(env: &Env, builds: &mut u32) -> std::path::PathBuf {
-    Phase::new(env, "toy", None, key())
+    PhaseRun::new(env, "toy", None, key())
         .outputs(&["image"])
         .run(|ctx| {
             *builds += 1;

@@ -12,7 +12,7 @@ pub mod spec;
 
 use anyhow::{bail, Context, Result};
 use nodeos_build::fetch::{self, Fetcher, Resolved};
-use nodeos_build::{Arch, Env, Key, Manifest, Phase, PhaseOutput};
+use nodeos_build::{Arch, Env, Key, Manifest, PhaseOutput, PhaseRun};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -250,14 +250,14 @@ fn build_one(
         .collect();
     let chosen = fetch::choose(env, &pkg.manifest, &pkg.spec.source)?;
     let k = key(env, arch, pkg, &chosen, &tc.output.key, &dep_keys)?;
-    let phase = Phase::new(env, leak(&pkg.phase), Some(arch), k);
+    let phase = PhaseRun::new(env, leak(&pkg.phase), Some(arch), k);
     let (src, phase) = if phase.cached().is_some() {
         (chosen, phase)
     } else {
         let mut fetcher = Fetcher::new(env)?;
         let src = fetch::ensure(&mut fetcher, &pkg.manifest, &pkg.spec.source)?;
         let k = key(env, arch, pkg, &src, &tc.output.key, &dep_keys)?;
-        (src, Phase::new(env, leak(&pkg.phase), Some(arch), k))
+        (src, PhaseRun::new(env, leak(&pkg.phase), Some(arch), k))
     };
     let dep_dirs: Vec<&Built> = pkg
         .spec

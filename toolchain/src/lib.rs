@@ -8,7 +8,7 @@ pub mod selftest;
 use anyhow::Result;
 use nodeos_build::fetch::{self, Fetcher, Resolved};
 use nodeos_build::host::HostCompiler;
-use nodeos_build::{Arch, Env, Key, Manifest, Phase, PhaseOutput};
+use nodeos_build::{Arch, Env, Key, Manifest, PhaseOutput, PhaseRun};
 use std::path::PathBuf;
 
 pub use recipe::Recipe;
@@ -145,7 +145,7 @@ pub fn key(env: &Env, arch: Arch, inputs: &Inputs, host: &HostCompiler) -> Resul
 /// builds or fetches anything.
 pub fn published(env: &Env, arch: Arch) -> Result<Option<Toolchain>> {
     let host = HostCompiler::probe();
-    let phase = Phase::new(
+    let phase = PhaseRun::new(
         env,
         "toolchain",
         Some(arch),
@@ -168,7 +168,7 @@ pub fn published(env: &Env, arch: Arch) -> Result<Option<Toolchain>> {
 pub fn build(env: &Env, arch: Arch) -> Result<Toolchain> {
     let host = HostCompiler::probe();
     let chosen = choose_inputs(env)?;
-    let phase = Phase::new(
+    let phase = PhaseRun::new(
         env,
         "toolchain",
         Some(arch),
@@ -183,7 +183,7 @@ pub fn build(env: &Env, arch: Arch) -> Result<Toolchain> {
         )?;
         let mut fetcher = Fetcher::new(env)?;
         let inputs = fetch_inputs(&mut fetcher)?;
-        let phase = Phase::new(
+        let phase = PhaseRun::new(
             env,
             "toolchain",
             Some(arch),

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use nodeos_build::fetch;
 use nodeos_build::util::{fmt_duration, fmt_size, sha256_file, symlink_force, write_atomic};
-use nodeos_build::{elf, Arch, Env, Key, Phase, PhaseOutput};
+use nodeos_build::{elf, Arch, Env, Key, PhaseOutput, PhaseRun};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -59,7 +59,7 @@ pub fn build_initramfs(
         .str("compression", opts.compression.name())
         .str("mtime", &opts.mtime.to_string());
     let name = initramfs_file_name();
-    Phase::new(env, "initramfs", Some(arch), k)
+    PhaseRun::new(env, "initramfs", Some(arch), k)
         .outputs(&[&name, "uncompressed-size"])
         .run(|ctx| {
             ctx.step("write", |ctx| {

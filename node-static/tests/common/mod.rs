@@ -1,7 +1,7 @@
 //! What the source-preparation tests share.
 
 use nodeos_build::fetch::Resolved;
-use nodeos_build::{Env, Key, Phase};
+use nodeos_build::{Env, Key, PhaseRun};
 use std::path::PathBuf;
 
 /// Runs the real `prepare_source` step for `variant` inside a throwaway
@@ -13,7 +13,7 @@ pub fn prepared_tree(env: &Env, node: &Resolved, variant_name: &str) -> PathBuf 
     let mut k = Key::new("node-prepare-test", 1);
     k.str("variant", variant_name)
         .str("pid", &std::process::id().to_string());
-    let out = Phase::new(env, "node-prepare-test", None, k)
+    let out = PhaseRun::new(env, "node-prepare-test", None, k)
         .run(|ctx| {
             let dir = ctx.build_dir().join("node");
             ctx.step("prepare", |ctx| {

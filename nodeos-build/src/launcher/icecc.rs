@@ -7,7 +7,7 @@
 
 use super::net::{unix_socket_answers, Endpoint};
 use super::Compilers;
-use crate::{Env, Key, Phase};
+use crate::{Env, Key, PhaseRun};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,7 +58,12 @@ pub fn environment(env: &Env, compilers: &Compilers) -> Result<PathBuf> {
     let Some(tool) = create_env_tool() else {
         bail!("NODEOS_CC_LAUNCHER=icecc needs icecc-create-env to pack the toolchain; install icecc (`apt-get install icecc`)");
     };
-    let phase = Phase::new(env, "icecc-env", Some(compilers.arch), key(compilers));
+    let phase = PhaseRun::new(
+        env,
+        crate::driver::names::ICECC_ENV,
+        Some(compilers.arch),
+        key(compilers),
+    );
     let out = phase.run(|ctx| {
         ctx.step("create-env", |ctx| {
             let work = ctx.build_dir().join("work");
