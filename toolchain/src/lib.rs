@@ -6,9 +6,10 @@ pub mod recipe;
 pub mod selftest;
 
 use anyhow::Result;
-use nodeos_build::fetch::{self, Fetcher, Resolved};
-use nodeos_build::host::HostCompiler;
-use nodeos_build::{Arch, Env, Key, Manifest, PhaseOutput, PhaseRun};
+use nodeos_build::driver::{self, SourceRef};
+use nodeos_build::fetch::Resolved;
+use nodeos_build::host::{HostCompiler, Need};
+use nodeos_build::{Arch, Env, Key, Manifest, Phase, PhaseDecl, PhaseOutput, Sources, StepCtx};
 use std::path::PathBuf;
 
 pub use recipe::Recipe;
@@ -67,7 +68,28 @@ impl Toolchain {
     }
 }
 
-/// The sources a toolchain build uses, chosen without network access.
+/// The phase's name in the cache, logs and timings.
+pub const PHASE: &str = driver::names::TOOLCHAIN;
+
+/// The toolchain phase: its sources (binutils, GCC, musl and the kernel's
+/// Linux source for the UAPI headers) and host tools.
+pub fn decl() -> PhaseDecl {
+    let m = manifest();
+    let k = kernel::manifest();
+    PhaseDecl {
+        name: PHASE.into(),
+        sources: vec![
+            SourceRef::new(&m, "binutils"),
+            SourceRef::new(&m, "gcc"),
+            SourceRef::new(&m, "musl"),
+            SourceRef::new(&k, "linux"),
+        ],
+        depends: Vec::new(),
+        host_tools: vec![Need::Toolchain],
+    }
+}
+
+/// The sources a toolchain build uses.
 pub struct Inputs {
     pub binutils: Resolved,
     pub gcc: Resolved,
@@ -75,28 +97,15 @@ pub struct Inputs {
     pub linux: Resolved,
 }
 
-fn choose_inputs(env: &Env) -> Result<Inputs> {
-    let m = manifest();
-    let k = kernel::manifest();
-    Ok(Inputs {
-        binutils: fetch::choose(env, &m, "binutils")?,
-        gcc: fetch::choose(env, &m, "gcc")?,
-        musl: fetch::choose(env, &m, "musl")?,
-        linux: fetch::choose(env, &k, "linux")?,
-    })
-}
-
-/// Fetches (if needed) and verifies every source; may settle on another
-/// variant than [`choose_inputs`] when the first cannot be had.
-pub fn fetch_inputs(fetcher: &mut Fetcher) -> Result<Inputs> {
-    let m = manifest();
-    let k = kernel::manifest();
-    Ok(Inputs {
-        binutils: fetch::ensure(fetcher, &m, "binutils")?,
-        gcc: fetch::ensure(fetcher, &m, "gcc")?,
-        musl: fetch::ensure(fetcher, &m, "musl")?,
-        linux: fetch::ensure(fetcher, &k, "linux")?,
-    })
+impl Inputs {
+    fn of(s: &Sources) -> Inputs {
+        Inputs {
+            binutils: s.get("binutils").clone(),
+            gcc: s.get("gcc").clone(),
+            musl: s.get("musl").clone(),
+            linux: s.get("linux").clone(),
+        }
+    }
 }
 
 /// Where the build sysroot sits inside a build dir (the key uses this
@@ -105,7 +114,7 @@ const BUILD_SYSROOT_REL: &str = "sysroot";
 
 pub fn key(env: &Env, arch: Arch, inputs: &Inputs, host: &HostCompiler) -> Result<Key> {
     let recipe = Recipe::builtin();
-    let mut k = Key::new("toolchain", recipe.recipe_version);
+    let mut k = Key::new(PHASE, recipe.recipe_version);
     k.str("arch", arch.name());
     let f = recipe::flags(&recipe, arch, &format!("<build>/{BUILD_SYSROOT_REL}"))?;
     k.list("binutils.configure", &f.binutils_configure)
@@ -141,62 +150,60 @@ pub fn key(env: &Env, arch: Arch, inputs: &Inputs, host: &HostCompiler) -> Resul
     Ok(k)
 }
 
+/// The toolchain phase for one target.
+struct ToolchainPhase {
+    arch: Arch,
+    host: HostCompiler,
+}
+
+impl ToolchainPhase {
+    fn new(arch: Arch) -> ToolchainPhase {
+        ToolchainPhase {
+            arch,
+            host: HostCompiler::probe(),
+        }
+    }
+}
+
+impl Phase for ToolchainPhase {
+    type Output = Toolchain;
+
+    fn decl(&self) -> PhaseDecl {
+        decl()
+    }
+
+    fn arch(&self) -> Option<Arch> {
+        Some(self.arch)
+    }
+
+    fn key(&self, env: &Env, sources: &Sources) -> Result<Key> {
+        key(env, self.arch, &Inputs::of(sources), &self.host)
+    }
+
+    fn steps(&self, ctx: &mut StepCtx, sources: &Sources) -> Result<()> {
+        build::build(ctx, self.arch, &Inputs::of(sources))
+    }
+
+    fn output(&self, output: PhaseOutput, _sources: &Sources) -> Result<Toolchain> {
+        Ok(Toolchain {
+            arch: self.arch,
+            dir: output.dir.clone(),
+            output,
+        })
+    }
+
+    fn artifacts(&self, tc: &Toolchain) -> Vec<(String, PathBuf)> {
+        vec![(PHASE.into(), tc.dir.clone())]
+    }
+}
+
 /// The published toolchain for `arch`, if its key is in the cache; never
 /// builds or fetches anything.
 pub fn published(env: &Env, arch: Arch) -> Result<Option<Toolchain>> {
-    let host = HostCompiler::probe();
-    let phase = PhaseRun::new(
-        env,
-        "toolchain",
-        Some(arch),
-        key(env, arch, &choose_inputs(env)?, &host)?,
-    );
-    if phase.cached().is_none() {
-        return Ok(None);
-    }
-    let output = phase.run(|_| {
-        anyhow::bail!("the published toolchain was removed while being reused; run again")
-    })?;
-    Ok(Some(Toolchain {
-        arch,
-        dir: output.dir.clone(),
-        output,
-    }))
+    driver::published(env, ToolchainPhase::new(arch))
 }
 
 /// Returns the toolchain for `arch`, building it if it is not cached.
 pub fn build(env: &Env, arch: Arch) -> Result<Toolchain> {
-    let host = HostCompiler::probe();
-    let chosen = choose_inputs(env)?;
-    let phase = PhaseRun::new(
-        env,
-        "toolchain",
-        Some(arch),
-        key(env, arch, &chosen, &host)?,
-    );
-    let (inputs, phase) = if phase.cached().is_some() {
-        (chosen, phase)
-    } else {
-        nodeos_build::host::require(
-            "the toolchain phase",
-            &[nodeos_build::host::Need::Toolchain],
-        )?;
-        let mut fetcher = Fetcher::new(env)?;
-        let inputs = fetch_inputs(&mut fetcher)?;
-        let phase = PhaseRun::new(
-            env,
-            "toolchain",
-            Some(arch),
-            key(env, arch, &inputs, &host)?,
-        );
-        (inputs, phase)
-    };
-    let output = phase.run(|ctx| build::build(ctx, arch, &inputs))?;
-    let tc = Toolchain {
-        arch,
-        dir: output.dir.clone(),
-        output,
-    };
-    nodeos_build::util::symlink_force(&tc.dir, &env.artifact_dir(arch).join("toolchain"))?;
-    Ok(tc)
+    driver::build(env, ToolchainPhase::new(arch))
 }
