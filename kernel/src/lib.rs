@@ -12,9 +12,11 @@ pub mod bzimage;
 pub mod config;
 
 use anyhow::{Context, Result};
-use nodeos_build::fetch::{self, Fetcher, Resolved};
-use nodeos_build::host::HostCompiler;
-use nodeos_build::{Arch, Env, Key, Manifest, PhaseOutput, PhaseRun};
+use nodeos_build::driver::{self, SourceRef};
+use nodeos_build::fetch::Resolved;
+use nodeos_build::host::{HostCompiler, Need};
+use nodeos_build::publish::Outputs;
+use nodeos_build::{Arch, Env, Key, Manifest, Phase, PhaseDecl, PhaseOutput, Sources, StepCtx};
 use std::path::PathBuf;
 
 pub use bzimage::{bzimage_info, check_user_bzimage, check_user_bzimage_for, BzImageInfo};
@@ -25,7 +27,7 @@ pub use config::{check_config, parse_fragment, Mismatch};
 pub const RECIPE_VERSION: u32 = 1;
 
 /// The phase's name in the cache, logs and timings.
-pub const PHASE: &str = "kernel";
+pub const PHASE: &str = driver::names::KERNEL;
 
 /// The Linux sources, shared with the toolchain (UAPI headers).
 pub fn manifest() -> Manifest {
@@ -135,72 +137,110 @@ pub fn key(
     Ok(k)
 }
 
+/// The kernel phase: the Linux source and the host tools it needs.
+pub fn decl() -> PhaseDecl {
+    PhaseDecl {
+        name: PHASE.into(),
+        sources: vec![SourceRef::new(&manifest(), "linux")],
+        depends: Vec::new(),
+        host_tools: vec![Need::Kernel],
+    }
+}
+
+/// The kernel phase for one target and list of fragments.
+struct KernelPhase {
+    arch: Arch,
+    fragments: Vec<PathBuf>,
+    /// The fragments' settings, merged in order.
+    requested: Vec<(String, String)>,
+    host: HostCompiler,
+    /// Whether `target/nodeos/<arch>/` links to the image (only for the
+    /// repository's fragments).
+    link: bool,
+}
+
+impl KernelPhase {
+    fn new(env: &Env, arch: Arch, extra: &[PathBuf]) -> Result<KernelPhase> {
+        let mut fragments = default_fragments(env, arch);
+        fragments.extend(extra.iter().cloned());
+        // A malformed fragment fails here, before 1.3 GB of source is unpacked.
+        let requested = config::load_fragments(&fragments)?;
+        Ok(KernelPhase {
+            arch,
+            fragments,
+            requested,
+            host: HostCompiler::probe(),
+            link: extra.is_empty(),
+        })
+    }
+}
+
+impl Phase for KernelPhase {
+    type Output = Kernel;
+
+    fn decl(&self) -> PhaseDecl {
+        decl()
+    }
+
+    fn arch(&self) -> Option<Arch> {
+        Some(self.arch)
+    }
+
+    fn key(&self, env: &Env, sources: &Sources) -> Result<Key> {
+        key(
+            env,
+            self.arch,
+            sources.get("linux"),
+            &self.fragments,
+            &self.host,
+        )
+    }
+
+    fn outputs(&self) -> Outputs {
+        Outputs::named(&[&image_file_name(self.arch), "config", "gen_init_cpio"])
+    }
+
+    fn steps(&self, ctx: &mut StepCtx, sources: &Sources) -> Result<()> {
+        build::build(
+            ctx,
+            &build::Plan {
+                arch: self.arch,
+                source: sources.get("linux"),
+                fragments: &self.fragments,
+                requested: &self.requested,
+            },
+        )
+    }
+
+    fn output(&self, output: PhaseOutput, _sources: &Sources) -> Result<Kernel> {
+        let kernel = Kernel::at(self.arch, output);
+        check_user_bzimage_for(&kernel.bzimage, self.arch).with_context(|| {
+            format!("the kernel phase's output {}", kernel.output.dir.display())
+        })?;
+        Ok(kernel)
+    }
+
+    fn artifacts(&self, kernel: &Kernel) -> Vec<(String, PathBuf)> {
+        if self.link {
+            vec![(image_file_name(self.arch), kernel.bzimage.clone())]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// Returns the kernel for `arch` built from the repository's fragments,
 /// building it if it is not cached, and links
 /// `target/nodeos/<arch>/bzImage` to it.
 pub fn build(env: &Env, arch: Arch) -> Result<Kernel> {
-    let k = build_inner(env, arch, &[])?;
-    nodeos_build::util::symlink_force(
-        &k.bzimage,
-        &env.artifact_dir(arch).join(image_file_name(arch)),
-    )?;
-    Ok(k)
+    driver::build(env, KernelPhase::new(env, arch, &[])?)
 }
 
 /// Like [`build`] with `extra` fragments applied after the repository's
 /// (so they override it). Used by tests; the result is cached under its own
 /// key and `target/nodeos/<arch>/bzImage` is left alone.
 pub fn build_with_fragments(env: &Env, arch: Arch, extra: &[PathBuf]) -> Result<Kernel> {
-    build_inner(env, arch, extra)
-}
-
-fn build_inner(env: &Env, arch: Arch, extra: &[PathBuf]) -> Result<Kernel> {
-    let mut fragments = default_fragments(env, arch);
-    fragments.extend(extra.iter().cloned());
-    // A malformed fragment fails here, before 1.3 GB of source is unpacked.
-    let requested = config::load_fragments(&fragments)?;
-
-    let m = manifest();
-    let host = HostCompiler::probe();
-    let chosen = fetch::choose(env, &m, "linux")?;
-    let phase = PhaseRun::new(
-        env,
-        PHASE,
-        Some(arch),
-        key(env, arch, &chosen, &fragments, &host)?,
-    );
-    let (source, phase) = if phase.cached().is_some() {
-        (chosen, phase)
-    } else {
-        nodeos_build::host::require("the kernel phase", &[nodeos_build::host::Need::Kernel])?;
-        let mut fetcher = Fetcher::new(env)?;
-        let source = fetch::ensure(&mut fetcher, &m, "linux")?;
-        let phase = PhaseRun::new(
-            env,
-            PHASE,
-            Some(arch),
-            key(env, arch, &source, &fragments, &host)?,
-        );
-        (source, phase)
-    };
-    let image = image_file_name(arch);
-    let output = phase
-        .outputs(&[&image, "config", "gen_init_cpio"])
-        .run(|ctx| {
-            build::build(
-                ctx,
-                &build::Plan {
-                    arch,
-                    source: &source,
-                    fragments: &fragments,
-                    requested: &requested,
-                },
-            )
-        })?;
-    let kernel = Kernel::at(arch, output);
-    check_user_bzimage_for(&kernel.bzimage, arch)
-        .with_context(|| format!("the kernel phase's output {}", kernel.output.dir.display()))?;
-    Ok(kernel)
+    driver::build(env, KernelPhase::new(env, arch, extra)?)
 }
 
 #[cfg(test)]
@@ -281,7 +321,7 @@ mod tests {
     #[test]
     fn key_follows_fragment_bytes_and_arch() {
         let (d, env) = repo_env();
-        let source = fetch::choose(&env, &manifest(), "linux").unwrap();
+        let source = nodeos_build::fetch::choose(&env, &manifest(), "linux").unwrap();
         let extra = d.path().join("extra.config");
         std::fs::write(&extra, "# why\nCONFIG_A=y\n").unwrap();
         let mut frags = default_fragments(&env, Arch::X86_64);
