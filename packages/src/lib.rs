@@ -11,8 +11,10 @@ mod build_system;
 pub mod spec;
 
 use anyhow::{bail, Context, Result};
-use nodeos_build::fetch::{self, Fetcher, Resolved};
-use nodeos_build::{Arch, Env, Key, Manifest, PhaseOutput, PhaseRun};
+use nodeos_build::driver::{self, SourceRef};
+use nodeos_build::fetch::{self, Resolved};
+use nodeos_build::publish::Outputs;
+use nodeos_build::{Arch, Env, Key, Manifest, Phase, PhaseDecl, PhaseOutput, Sources, StepCtx};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -69,7 +71,7 @@ impl Registry {
                     spec.name
                 );
             }
-            let phase = format!("pkg-{}", spec.name);
+            let phase = driver::names::package(&spec.name);
             packages.insert(
                 spec.name.clone(),
                 Package {
@@ -244,50 +246,95 @@ fn build_one(
     tc: &Toolchain,
     deps: &BTreeMap<String, Built>,
 ) -> Result<Built> {
-    let dep_keys: BTreeMap<String, String> = deps
-        .iter()
-        .map(|(n, b)| (n.clone(), b.output.key.clone()))
-        .collect();
-    let chosen = fetch::choose(env, &pkg.manifest, &pkg.spec.source)?;
-    let k = key(env, arch, pkg, &chosen, &tc.output.key, &dep_keys)?;
-    let phase = PhaseRun::new(env, leak(&pkg.phase), Some(arch), k);
-    let (src, phase) = if phase.cached().is_some() {
-        (chosen, phase)
-    } else {
-        let mut fetcher = Fetcher::new(env)?;
-        let src = fetch::ensure(&mut fetcher, &pkg.manifest, &pkg.spec.source)?;
-        let k = key(env, arch, pkg, &src, &tc.output.key, &dep_keys)?;
-        (src, PhaseRun::new(env, leak(&pkg.phase), Some(arch), k))
-    };
-    let dep_dirs: Vec<&Built> = pkg
-        .spec
-        .depends
-        .iter()
-        .map(|d| deps.get(d).expect("built before its dependents"))
-        .collect();
-    let output = phase
-        .outputs(&["lib", "include"])
-        .run(|ctx| build_system::build(ctx, arch, pkg, &src, tc, &dep_dirs))?;
-    Ok(Built {
-        name: pkg.spec.name.clone(),
-        arch,
-        dir: output.dir.clone(),
-        output,
-    })
+    driver::build(
+        env,
+        PackagePhase {
+            arch,
+            pkg,
+            tc,
+            deps,
+        },
+    )
 }
 
-/// Phase names are `&'static str` (they label logs and locks for the whole
-/// run); a package's is made once per process and name.
-fn leak(phase: &str) -> &'static str {
-    static NAMES: OnceLock<std::sync::Mutex<Vec<&'static str>>> = OnceLock::new();
-    let mut names = NAMES
-        .get_or_init(Default::default)
-        .lock()
-        .expect("not poisoned");
-    if let Some(n) = names.iter().find(|n| **n == phase) {
-        return n;
+impl Package {
+    /// Its phase: its source, the toolchain and the packages it depends on.
+    pub fn decl(&self) -> PhaseDecl {
+        PhaseDecl {
+            name: self.phase.clone(),
+            sources: vec![SourceRef::new(&self.manifest, &self.spec.source)],
+            depends: std::iter::once(toolchain::PHASE.to_string())
+                .chain(self.spec.depends.iter().map(|d| driver::names::package(d)))
+                .collect(),
+            host_tools: Vec::new(),
+        }
     }
-    let n: &'static str = Box::leak(phase.to_string().into_boxed_str());
-    names.push(n);
-    n
+}
+
+/// One package for one target, its toolchain and dependencies built.
+struct PackagePhase<'a> {
+    arch: Arch,
+    pkg: &'a Package,
+    tc: &'a Toolchain,
+    /// At least the package's dependencies, built.
+    deps: &'a BTreeMap<String, Built>,
+}
+
+impl Phase for PackagePhase<'_> {
+    type Output = Built;
+
+    fn decl(&self) -> PhaseDecl {
+        self.pkg.decl()
+    }
+
+    fn arch(&self) -> Option<Arch> {
+        Some(self.arch)
+    }
+
+    fn key(&self, env: &Env, sources: &Sources) -> Result<Key> {
+        let dep_keys: BTreeMap<String, String> = self
+            .deps
+            .iter()
+            .map(|(n, b)| (n.clone(), b.output.key.clone()))
+            .collect();
+        key(
+            env,
+            self.arch,
+            self.pkg,
+            sources.get(&self.pkg.spec.source),
+            &self.tc.output.key,
+            &dep_keys,
+        )
+    }
+
+    fn outputs(&self) -> Outputs {
+        Outputs::named(&["lib", "include"])
+    }
+
+    fn steps(&self, ctx: &mut StepCtx, sources: &Sources) -> Result<()> {
+        let dep_dirs: Vec<&Built> = self
+            .pkg
+            .spec
+            .depends
+            .iter()
+            .map(|d| self.deps.get(d).expect("built before its dependents"))
+            .collect();
+        build_system::build(
+            ctx,
+            self.arch,
+            self.pkg,
+            sources.get(&self.pkg.spec.source),
+            self.tc,
+            &dep_dirs,
+        )
+    }
+
+    fn output(&self, output: PhaseOutput, _sources: &Sources) -> Result<Built> {
+        Ok(Built {
+            name: self.pkg.spec.name.clone(),
+            arch: self.arch,
+            dir: output.dir.clone(),
+            output,
+        })
+    }
 }
