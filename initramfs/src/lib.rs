@@ -30,6 +30,7 @@ mod bench;
 mod compress;
 pub mod newc;
 mod output;
+pub mod phase;
 mod reader;
 mod tree;
 

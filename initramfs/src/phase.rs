@@ -1,0 +1,115 @@
+//! The initramfs phase: `/dev`, `/dev/console`, `/init` = a static init
+//! (node), cached by the init's phase key and bytes, so the same node gives
+//! the same archive without work.
+
+use crate::{nodeos_layout, write_archive_to_path, Options, DEFAULT_COMPRESSION};
+use anyhow::Result;
+use nodeos_build::driver::{self, names, Phase};
+use nodeos_build::publish::Outputs;
+use nodeos_build::util::{fmt_size, write_atomic};
+use nodeos_build::{elf, Arch, Env, Key, PhaseDecl, PhaseOutput, Sources, StepCtx};
+use std::path::Path;
+
+/// The phase's name in the cache, logs and timings.
+pub const PHASE: &str = names::INITRAMFS;
+
+/// Bump when the step below changes what it writes.
+const RECIPE_VERSION: u32 = 2;
+
+/// The archive's file name in the phase's output and in
+/// `target/nodeos/<arch>/`.
+pub fn file_name() -> String {
+    format!("initramfs.cpio{}", DEFAULT_COMPRESSION.file_extension())
+}
+
+/// The initramfs phase: no sources of its own; its init is node's output.
+pub fn decl() -> PhaseDecl {
+    PhaseDecl {
+        name: PHASE.into(),
+        sources: Vec::new(),
+        depends: vec![names::NODE.into()],
+        host_tools: Vec::new(),
+    }
+}
+
+struct InitramfsPhase<'a> {
+    arch: Arch,
+    init: &'a Path,
+    init_key: &'a str,
+    init_sha: &'a str,
+    opts: Options,
+}
+
+impl Phase for InitramfsPhase<'_> {
+    type Output = PhaseOutput;
+
+    fn decl(&self) -> PhaseDecl {
+        decl()
+    }
+
+    fn arch(&self) -> Option<Arch> {
+        Some(self.arch)
+    }
+
+    fn key(&self, _env: &Env, _sources: &Sources) -> Result<Key> {
+        // The init's bytes, not only its phase key: a Node build is not
+        // bit-reproducible (a rebuild of the same key gives another binary),
+        // and the archive must hold the node the manifest names.
+        let mut k = Key::new(PHASE, RECIPE_VERSION);
+        k.str("arch", self.arch.name())
+            .dep("init", self.init_key)
+            .str("init.sha256", self.init_sha)
+            .str("compression", self.opts.compression.name())
+            .str("mtime", &self.opts.mtime.to_string());
+        Ok(k)
+    }
+
+    fn outputs(&self) -> Outputs {
+        Outputs::named(&[&file_name(), "uncompressed-size"])
+    }
+
+    fn steps(&self, ctx: &mut StepCtx, _sources: &Sources) -> Result<()> {
+        ctx.step("write", |ctx| {
+            elf::check_static(self.init, self.arch)?;
+            let out = ctx.out_dir().join(file_name());
+            let stats = write_archive_to_path(&nodeos_layout(self.init), &self.opts, &out)?;
+            ctx.log(&format!(
+                "wrote {} ({} entries, {} uncompressed, {} written)",
+                out.display(),
+                stats.entries,
+                fmt_size(stats.bytes_uncompressed),
+                fmt_size(stats.bytes_written)
+            ));
+            write_atomic(
+                &ctx.out_dir().join("uncompressed-size"),
+                stats.bytes_uncompressed.to_string().as_bytes(),
+            )
+        })
+    }
+
+    fn output(&self, out: PhaseOutput, _sources: &Sources) -> Result<PhaseOutput> {
+        Ok(out)
+    }
+}
+
+/// Builds (or reuses) the initramfs around `init` for `arch`. `init_key` is
+/// the key of the phase that made `init`, `init_sha` the sha256 of its
+/// bytes (the caller has it: the manifest names it too).
+pub fn build(
+    env: &Env,
+    arch: Arch,
+    init: &Path,
+    init_key: &str,
+    init_sha: &str,
+) -> Result<PhaseOutput> {
+    driver::build(
+        env,
+        InitramfsPhase {
+            arch,
+            init,
+            init_key,
+            init_sha,
+            opts: Options::from_env()?,
+        },
+    )
+}
