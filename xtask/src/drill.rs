@@ -3,7 +3,9 @@
 //! cache, and compared with the kernel in the user's own cache:
 //!
 //! - a corrupt and a truncated download are refused with both hashes and
-//!   deleted;
+//!   deleted (the drill fetches the good file first when it is missing);
+//! - `initramfs -o` stopped by SIGTERM or SIGINT removes its temporary
+//!   file; stopped by SIGKILL, the next run into that directory does;
 //! - a full disk (a tmpfs filled up, mounted in a user namespace: no root)
 //!   fails the phase with the path, publishes nothing, and the same cache
 //!   builds once space is freed;
@@ -102,14 +104,9 @@ pub fn run(common: &Common, a: DrillArgs) -> Result<()> {
     let scratch = env.cache_dir.join("drill");
     remove_path(&scratch)?;
     create_dir_all(&scratch)?;
-    cases.push(Case::of(
-        "corrupt download",
-        corrupt_download(&env, &scratch.join("dl"), false),
-    ));
-    cases.push(Case::of(
-        "truncated download",
-        corrupt_download(&env, &scratch.join("dl"), true),
-    ));
+    cases.push(corrupt_download(&env, &scratch.join("dl"), false));
+    cases.push(corrupt_download(&env, &scratch.join("dl"), true));
+    cases.push(initramfs_interrupted(&scratch.join("initramfs")));
 
     // The rest runs in a user namespace, where an unprivileged user may
     // mount a small tmpfs as the cache.
@@ -218,17 +215,44 @@ fn non_root() -> Case {
 
 /// Copies a real source file into a scratch download dir with one byte
 /// flipped (or cut in half), then asks for it: refused, both hashes named,
-/// the bad file deleted.
-fn corrupt_download(env: &Env, dl: &Path, truncate: bool) -> Result<String> {
+/// the bad file deleted. The good file is fetched first when it is not in
+/// the download dir: that is the drill's setup, not the case under test, so
+/// a failure there is reported as SKIPPED with its reason.
+fn corrupt_download(env: &Env, dl: &Path, truncate: bool) -> Case {
+    let name = if truncate {
+        "truncated download"
+    } else {
+        "corrupt download"
+    };
     let manifest = toolchain::manifest();
-    let chosen = fetch::choose(env, &manifest, "musl")?;
-    let s = &chosen.main;
-    let good = std::fs::read(env.dl_dir.join(&s.file)).with_context(|| {
-        format!(
-            "{} is not in the download dir; run `cargo xtask fetch`",
-            s.file
-        )
-    })?;
+    let setup = (|| -> Result<fetch::Resolved> {
+        let mut f = fetch::Fetcher::new(env)?;
+        fetch::ensure(&mut f, &manifest, "musl")
+    })();
+    let chosen = match setup {
+        Ok(r) => r,
+        Err(e) => {
+            return Case::skipped(
+                name,
+                format!("could not fetch the good musl source to corrupt: {e:#}"),
+            )
+        }
+    };
+    Case::of(
+        name,
+        corrupt_file(env, &manifest, &chosen.main, dl, truncate),
+    )
+}
+
+fn corrupt_file(
+    env: &Env,
+    manifest: &nodeos_build::source::Manifest,
+    s: &nodeos_build::source::Source,
+    dl: &Path,
+    truncate: bool,
+) -> Result<String> {
+    let good = std::fs::read(env.dl_dir.join(&s.file))
+        .with_context(|| format!("reading the fetched {}", s.file))?;
     let bad = if truncate {
         good[..good.len() / 2].to_vec()
     } else {
@@ -245,7 +269,7 @@ fn corrupt_download(env: &Env, dl: &Path, truncate: bool) -> Result<String> {
     scratch.dl_dir = dl.to_path_buf();
     scratch.offline = true;
     let mut f = fetch::Fetcher::new(&scratch)?;
-    let err = match fetch::ensure(&mut f, &manifest, "musl") {
+    let err = match fetch::ensure(&mut f, manifest, &s.name) {
         Ok(_) => bail!("a bad {} was accepted", s.file),
         Err(e) => format!("{e:#}"),
     };
@@ -261,6 +285,147 @@ fn corrupt_download(env: &Env, dl: &Path, truncate: bool) -> Result<String> {
         s.file,
         bad.len()
     ))
+}
+
+/// `cargo xtask initramfs -o` stopped mid-write: by SIGTERM and SIGINT it
+/// removes its temporary file itself; after SIGKILL (which no process can
+/// handle) the next run into the same directory removes it.
+fn initramfs_interrupted(work: &Path) -> Case {
+    let name = "initramfs interrupted";
+    // Setup: a static init from the host compiler, made large enough (with
+    // incompressible bytes appended, which ELF loaders ignore) that xz
+    // takes seconds to write the archive.
+    let setup = (|| -> Result<(PathBuf, PathBuf)> {
+        remove_path(work)?;
+        create_dir_all(work)?;
+        let small = work.join("init");
+        std::fs::write(work.join("init.c"), "int main(void) { return 0; }\n")?;
+        let st = Command::new("gcc")
+            .args(["-static", "-O2", "-o"])
+            .arg(&small)
+            .arg(work.join("init.c"))
+            .status()
+            .context("running gcc")?;
+        if !st.success() {
+            bail!("gcc -static failed (is libc6-dev installed?)");
+        }
+        let big = work.join("big-init");
+        let mut bytes = std::fs::read(&small)?;
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        bytes.extend((0..(48usize << 20)).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        }));
+        std::fs::write(&big, bytes)?;
+        Ok((small, big))
+    })();
+    let (small, big) = match setup {
+        Ok(p) => p,
+        Err(e) => return Case::skipped(name, format!("could not make a test init: {e:#}")),
+    };
+    Case::of(name, interrupt_initramfs(work, &small, &big))
+}
+
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(".initramfs-") && n.ends_with(".tmp"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn interrupt_initramfs(work: &Path, small: &Path, big: &Path) -> Result<String> {
+    use std::os::unix::process::ExitStatusExt;
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    let out_dir = work.join("out");
+    create_dir_all(&out_dir)?;
+    let out = out_dir.join("initramfs.cpio.xz");
+    let mut said = Vec::new();
+    for (sig, sig_name) in [
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGKILL, "SIGKILL"),
+    ] {
+        let mut child = Command::new(&exe)
+            .args(["initramfs", "--compression", "xz", "--init"])
+            .arg(big)
+            .arg("-o")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting cargo xtask initramfs")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while temp_files(&out_dir).is_empty() {
+            if Instant::now() > deadline || child.try_wait()?.is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "initramfs -o never showed its temporary file in {}",
+                    out_dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Let it write for a moment: the file is then mid-archive.
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let st = child.wait()?;
+        if st.signal() != Some(sig) {
+            bail!("after {sig_name} the writer ended with {st}, not by the signal");
+        }
+        if out.exists() {
+            bail!(
+                "after {sig_name} an archive was published at {}",
+                out.display()
+            );
+        }
+        let left = temp_files(&out_dir);
+        if sig != libc::SIGKILL {
+            if !left.is_empty() {
+                bail!("after {sig_name} the temporary file was left: {left:?}");
+            }
+            said.push(format!("{sig_name}: temporary file removed at once"));
+            continue;
+        }
+        let size: u64 = left
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let st = Command::new(&exe)
+            .args(["initramfs", "--compression", "none", "--init"])
+            .arg(small)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .context("running cargo xtask initramfs again")?;
+        if !st.status.success() {
+            bail!(
+                "the run after the SIGKILL failed: {}",
+                String::from_utf8_lossy(&st.stderr).trim()
+            );
+        }
+        let still = temp_files(&out_dir);
+        if !still.is_empty() {
+            bail!("the next run left the killed writer's temporary file: {still:?}");
+        }
+        said.push(format!(
+            "SIGKILL: {} temporary file(s) of {size} bytes left, removed by the next run",
+            left.len()
+        ));
+    }
+    Ok(said.join("; "))
 }
 
 /// Runs `cargo xtask kernel` with its cache in `cache`, output to `log`.
