@@ -293,7 +293,7 @@ fn read_regular_file(path: &Path, max: u64) -> Result<Vec<u8>> {
 /// (32/64-bit) must both be that arch's. x32 (ELFCLASS32 with EM_X86_64)
 /// belongs to none.
 pub fn arch_of(info: &ElfInfo) -> Option<Arch> {
-    Arch::ALL
+    Arch::all()
         .into_iter()
         .find(|a| a.elf_machine() == info.machine && a.elf_is_64() == info.is_64)
 }

@@ -14,16 +14,49 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+/// A file whose bytes are not the pinned ones. Never papered over by
+/// another variant or origin: the pin or the mirror is wrong, and a person
+/// must look. Any other fetch failure means "unavailable here".
+#[derive(Debug)]
+pub struct ChecksumMismatch {
+    /// The file or URL.
+    pub what: String,
+    pub expected: String,
+    pub actual: String,
+    /// What happened to the bytes and what to do.
+    pub advice: &'static str,
+}
+
+impl std::fmt::Display for ChecksumMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "checksum mismatch for {}\n  expected sha256: {}\n  actual sha256:   {}\n{}",
+            self.what, self.expected, self.actual, self.advice
+        )
+    }
+}
+
+impl std::error::Error for ChecksumMismatch {}
+
+/// Whether `e` (or anything in its chain) is a [`ChecksumMismatch`].
+pub fn is_checksum_mismatch(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<ChecksumMismatch>())
+}
+
 /// Checks a file against its pinned hash. On mismatch the file is deleted
-/// and the error names the file and both hashes.
+/// and the error ([`ChecksumMismatch`]) names the file and both hashes.
 pub fn verify(path: &Path, expected: &str) -> Result<()> {
     let actual = crate::util::sha256_file(path)?;
     if actual != expected {
         let _ = fs::remove_file(path);
-        bail!(
-            "checksum mismatch for {}\n  expected sha256: {expected}\n  actual sha256:   {actual}\nThe file was deleted. Fetch it again (`cargo xtask fetch`); if it keeps failing, the mirror serves a different file than the one pinned.",
-            path.display()
-        );
+        return Err(ChecksumMismatch {
+            what: path.display().to_string(),
+            expected: expected.to_string(),
+            actual,
+            advice: "The file was deleted. Fetch it again (`cargo xtask fetch`); if it keeps failing, the mirror serves a different file than the one pinned.",
+        }
+        .into());
     }
     Ok(())
 }
@@ -168,7 +201,7 @@ pub fn ensure(fetcher: &mut Fetcher, manifest: &Manifest, name: &str) -> Result<
                 return Ok(cand);
             }
             // A hash mismatch is never papered over by another variant.
-            Err(e) if format!("{e:#}").contains("checksum mismatch") => return Err(e),
+            Err(e) if is_checksum_mismatch(&e) => return Err(e),
             Err(e) => failures.push(format!("{} variant: {e:#}", cand.variant())),
         }
     }
@@ -216,7 +249,7 @@ impl Fetcher {
         if let Some(d) = &s.debian {
             match self.from_debian(s, d) {
                 Ok(()) => return Ok(()),
-                Err(e) if format!("{e:#}").contains("checksum mismatch") => return Err(e),
+                Err(e) if is_checksum_mismatch(&e) => return Err(e),
                 Err(e) => errors.push(format!("debian archive: {e:#}")),
             }
         }
@@ -224,7 +257,7 @@ impl Fetcher {
             let dest = self.env.dl_dir.join(&s.file);
             match http_download(url, &dest, &s.sha256, &self.scratch.dir) {
                 Ok(()) => return Ok(()),
-                Err(e) if format!("{e:#}").contains("checksum mismatch") => return Err(e),
+                Err(e) if is_checksum_mismatch(&e) => return Err(e),
                 Err(e) => errors.push(format!("{url}: {e:#}")),
             }
         }
@@ -464,9 +497,13 @@ pub fn http_download(url: &str, dest: &Path, sha256: &str, scratch: &Path) -> Re
         }
         let actual = hex::encode(h.finalize());
         if actual != sha256 {
-            bail!(
-                "checksum mismatch for {url}\n  expected sha256: {sha256}\n  actual sha256:   {actual}\nThe download was deleted."
-            );
+            return Err(ChecksumMismatch {
+                what: url.to_string(),
+                expected: sha256.to_string(),
+                actual,
+                advice: "The download was deleted.",
+            }
+            .into());
         }
         Ok(())
     })();
@@ -824,6 +861,28 @@ mod tests {
         );
         assert!(!p.exists(), "a mismatching file must be deleted");
     }
+
+    #[test]
+    fn a_mismatch_is_typed_through_context_and_other_failures_are_not() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        fs::write(&p, b"x").unwrap();
+        let e = verify(&p, &"0".repeat(64))
+            .context("fetching f")
+            .context("ensuring the sources")
+            .unwrap_err();
+        assert!(is_checksum_mismatch(&e), "{e:#}");
+        // A missing file names "checksum mismatch" nowhere in its type: it
+        // is unavailable, and another variant may be tried.
+        let e = verify(&d.path().join("absent"), &"0".repeat(64)).unwrap_err();
+        assert!(!is_checksum_mismatch(&e), "{e:#}");
+        let e = anyhow!("mirror said: checksum mismatch for something else");
+        assert!(
+            !is_checksum_mismatch(&e),
+            "decided on the type, not the text"
+        );
+    }
+
     /// `apt-config dump` lines (`Key "value";`) of a command.
     fn dump(mut c: Command) -> std::collections::BTreeSet<String> {
         let out = c

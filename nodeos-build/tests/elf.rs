@@ -147,7 +147,7 @@ fn x32_belongs_to_no_arch() {
         (Arch::X86_64.elf_machine(), false)
     );
     assert_eq!(elf::arch_of(&info), None);
-    for arch in Arch::ALL {
+    for arch in Arch::all() {
         let e = format!("{:#}", elf::check_static(&bin, arch).unwrap_err());
         assert!(e.contains("32-bit"), "{arch}: {e}");
     }

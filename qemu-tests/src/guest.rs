@@ -1,6 +1,6 @@
 //! A running QEMU guest with its serial console on a pipe.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -363,41 +363,80 @@ impl Drop for Guest {
     }
 }
 
-/// Boots `cfg` with the console on this terminal, until QEMU exits.
+/// Boots `cfg` with the console on this terminal, until QEMU exits; returns
+/// node's exit status when the console showed its status line
+/// ([`crate::node_checks::EXIT_STATUS_PREFIX`]).
 ///
 /// Quit with `Ctrl-A x` (QEMU's escape; `Ctrl-A c` toggles the QEMU
-/// monitor), or with `process.exit()` at the Node prompt: init exits, the
-/// kernel panics and QEMU exits (`-no-reboot`, `panic=-1`). Nothing is
-/// logged to a file in this mode.
-pub fn run_interactive(cfg: &QemuConfig) -> anyhow::Result<()> {
+/// monitor), or end node at the prompt (`process.exit(N)`): node as PID 1
+/// prints its status and powers off, and QEMU exits. The console output goes
+/// through the harness (to find that line) on its way to the terminal;
+/// nothing is logged to a file in this mode.
+pub fn run_interactive(cfg: &QemuConfig) -> anyhow::Result<Option<u8>> {
     let (mut cmd, accel) = checked_qemu_command(cfg)?;
     // `mon:stdio` multiplexes the monitor on the terminal, which gives the
     // Ctrl-A escape (`-nographic` would add the same, but `-nodefaults`
-    // turns its serial port off).
-    cmd.args(["-nodefaults", "-display", "none", "-serial", "mon:stdio"]);
+    // turns its serial port off). QEMU sets the terminal (its stdin) raw
+    // itself; only its output is piped.
+    cmd.args(["-nodefaults", "-display", "none", "-serial", "mon:stdio"])
+        .stdout(Stdio::piped());
     set_parent_death_signal(&mut cmd);
     eprintln!(
         "booting the {} image ({}); quit with Ctrl-A x, or process.exit() at the Node prompt",
         cfg.arch, accel.reason
     );
-    let status = cmd
-        .status()
+    let mut child = cmd
+        .spawn()
         .map_err(|err| spawn_error(err, cfg.arch.qemu_system()))?;
+    let mut output = child.stdout.take().expect("stdout is piped");
+    let tail = copy_keeping_tail(&mut output, &mut std::io::stdout(), 4096);
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for {}", cfg.arch.qemu_system()))?;
     if !status.success() {
         bail!("{} ended with {status}", cfg.arch.qemu_system());
     }
-    Ok(())
+    Ok(crate::node_checks::parse_exit_status(
+        &String::from_utf8_lossy(&tail),
+    ))
+}
+
+/// Copies `from` to `to` until end of file (or an error on either side),
+/// flushing as it goes; returns the last `keep` to `2 * keep` bytes.
+fn copy_keeping_tail(from: &mut impl Read, to: &mut impl Write, keep: usize) -> Vec<u8> {
+    let mut tail = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        // A closed terminal must not stop QEMU: keep reading regardless.
+        let _ = to.write_all(&buf[..n]).and_then(|()| to.flush());
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > 2 * keep {
+            tail.drain(..tail.len() - keep);
+        }
+    }
+    tail
 }
 
 /// The QEMU command line common to both modes, without the console options.
 fn qemu_command(cfg: &QemuConfig, accel: Accel) -> Command {
-    let mut cmd = Command::new(cfg.arch.qemu_system());
+    let qemu = &cfg.arch.target().qemu;
+    let mut cmd = Command::new(&qemu.system);
+    cmd.args(["-machine", &qemu.machine]);
     cmd.args(["-accel", accel.qemu_name()]);
-    if let Some(cpu) = cfg.arch.qemu_cpu() {
+    if let Some(cpu) = &qemu.cpu {
         cmd.args(["-cpu", cpu]);
     }
+    cmd.args(&qemu.extra_args);
     cmd.arg("-m")
         .arg(format!("{}M", cfg.memory_mib))
+        .arg("-smp")
+        .arg(cfg.cpus.to_string())
         .arg("-kernel")
         .arg(&cfg.kernel)
         .arg("-initrd")

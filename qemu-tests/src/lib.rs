@@ -9,6 +9,7 @@
 //! * Every console byte goes to a log file with a timestamp per line; errors
 //!   carry the last console lines and the log path.
 //! * [`node_checks`] drives the Node REPL of an image whose init is node.
+//! * [`node_suite`] runs Node's own test suite inside the guest.
 //! * [`run_interactive`] boots with the console on the terminal.
 //!
 //! This crate takes paths (kernel, initramfs) and does not depend on the
@@ -24,6 +25,7 @@ mod accel;
 mod console;
 mod guest;
 pub mod node_checks;
+pub mod node_suite;
 
 use std::path::{Path, PathBuf};
 
@@ -49,7 +51,10 @@ pub struct QemuConfig {
     /// Guest RAM. The initramfs and its unpacked files are both in RAM while
     /// the kernel unpacks it, so a big image needs more than its size.
     pub memory_mib: u32,
-    /// Appended to the kernel command line after `console=ttyS0 panic=-1`.
+    /// Virtual CPUs (`-smp`); the guest's `os.cpus()` must list as many.
+    pub cpus: u32,
+    /// Appended to the kernel command line after `console=<the target's
+    /// serial console> panic=-1`.
     pub append_extra: String,
     /// Where the console log goes, e.g. `target/nodeos/logs/<arch>/`.
     pub log_dir: PathBuf,
@@ -60,8 +65,11 @@ pub struct QemuConfig {
 
 impl QemuConfig {
     pub const DEFAULT_MEMORY_MIB: u32 = 512;
+    /// Two, not one: a check that the guest sees as many CPUs as QEMU gives
+    /// must not pass by accident of a uniprocessor kernel.
+    pub const DEFAULT_CPUS: u32 = 2;
 
-    /// A configuration with the defaults: 512 MiB, no extra kernel
+    /// A configuration with the defaults: 512 MiB, 2 CPUs, no extra kernel
     /// arguments, the log in `<target_dir>/nodeos/logs/<arch>/qemu.log`,
     /// KVM when usable.
     pub fn new(
@@ -75,6 +83,7 @@ impl QemuConfig {
             kernel: kernel.into(),
             initrd: initrd.into(),
             memory_mib: Self::DEFAULT_MEMORY_MIB,
+            cpus: Self::DEFAULT_CPUS,
             append_extra: String::new(),
             log_dir: logs_dir(target_dir, arch),
             log_name: "qemu.log".to_owned(),
@@ -89,7 +98,7 @@ impl QemuConfig {
     /// to the caller: it keeps the panic lines (printed at KERN_EMERG) but
     /// hides the boot messages that make a failing log readable.
     pub fn kernel_cmdline(&self) -> String {
-        let mut cmdline = String::from("console=ttyS0 panic=-1");
+        let mut cmdline = format!("console={} panic=-1", self.arch.target().qemu.console);
         if !self.append_extra.trim().is_empty() {
             cmdline.push(' ');
             cmdline.push_str(self.append_extra.trim());

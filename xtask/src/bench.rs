@@ -26,6 +26,18 @@ pub struct BenchArgs {
     /// Only the initramfs writer throughput (needs no image)
     #[arg(long)]
     initramfs_only: bool,
+    /// Only the build-time model: replay the recorded jobs of the built
+    /// phases on 2 to 256 workers
+    #[arg(long)]
+    model: bool,
+    /// With --model: check the model against real -j1 and -j2 kernel
+    /// builds (two cold kernel builds in scratch caches)
+    #[arg(long, requires = "model")]
+    check: bool,
+    /// With --model: also model this published phase output (a dir with
+    /// timings.json and jobs/), e.g. one copied from another machine
+    #[arg(long, value_name = "DIR", requires = "model")]
+    records: Vec<std::path::PathBuf>,
 }
 
 fn initramfs_throughput(env: &Env, archive_mb: u64) -> Result<String> {
@@ -75,6 +87,9 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
     if a.initramfs_only {
         println!("{}", initramfs_throughput(&env, a.archive_mb)?);
         return Ok(());
+    }
+    if a.model {
+        return crate::model_report::run(&env, &common.arches(), &a.records, a.check, !a.no_write);
     }
     let arches = common.arches();
     let mut md = String::new();
@@ -197,12 +212,18 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
         )?;
     }
 
-    writeln!(md, "\n## initramfs writer throughput\n")?;
+    writeln!(md, "\n{}", crate::node_test::bench_section(&env, &arches))?;
+
+    writeln!(md, "## initramfs writer throughput\n")?;
     writeln!(md, "{}", initramfs_throughput(&env, a.archive_mb)?)?;
 
+    let path = env.project_root.join("BENCHMARKS.md");
+    // The model's section is written by `bench --model`; keep it.
+    if let Some(model) = crate::model_report::current_section(&path) {
+        writeln!(md, "\n{}", model.trim_end())?;
+    }
     print!("{md}");
     if !a.no_write {
-        let path = env.project_root.join("BENCHMARKS.md");
         std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

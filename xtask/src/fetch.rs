@@ -16,13 +16,16 @@ pub fn run(common: &Common, _args: FetchArgs) -> Result<()> {
     // Every phase's sources are the same for both arches today; --arch is
     // accepted so that per-arch sources can join later.
     let _ = common.arches();
-    let packages = [
+    let mut packages = vec![
         (toolchain::manifest(), "binutils"),
         (toolchain::manifest(), "gcc"),
         (toolchain::manifest(), "musl"),
         (kernel::manifest(), "linux"),
         (node_static::manifest(), "node"),
     ];
+    for p in packages::Registry::builtin().all() {
+        packages.push((p.manifest.clone(), p.spec.source.as_str()));
+    }
     // Try every package before failing, so that one run lists everything
     // that is missing (an offline user copies all of it at once).
     let mut failures = Vec::new();
@@ -78,7 +81,14 @@ pub fn clean(common: &Common, a: CleanArgs) -> Result<()> {
     let env = common.env()?;
     // The ccache dir is kept: it is what makes a rebuild after a clean fast.
     let phases: Vec<&str> = if a.phases.is_empty() {
-        PHASES.to_vec()
+        PHASES
+            .into_iter()
+            .chain(
+                packages::Registry::builtin()
+                    .all()
+                    .map(|p| p.phase.as_str()),
+            )
+            .collect()
     } else {
         a.phases.iter().map(String::as_str).collect()
     };

@@ -59,25 +59,27 @@ pub fn build_initramfs(
         .str("compression", opts.compression.name())
         .str("mtime", &opts.mtime.to_string());
     let name = initramfs_file_name();
-    Phase::new(env, "initramfs", Some(arch), k).run(|ctx| {
-        ctx.step("write", |ctx| {
-            elf::check_static(init, arch)?;
-            let out = ctx.out_dir().join(&name);
-            let stats =
-                initramfs::write_archive_to_path(&initramfs::nodeos_layout(init), &opts, &out)?;
-            ctx.log(&format!(
-                "wrote {} ({} entries, {} uncompressed, {} written)",
-                out.display(),
-                stats.entries,
-                fmt_size(stats.bytes_uncompressed),
-                fmt_size(stats.bytes_written)
-            ));
-            write_atomic(
-                &ctx.out_dir().join("uncompressed-size"),
-                stats.bytes_uncompressed.to_string().as_bytes(),
-            )
+    Phase::new(env, "initramfs", Some(arch), k)
+        .outputs(&[&name, "uncompressed-size"])
+        .run(|ctx| {
+            ctx.step("write", |ctx| {
+                elf::check_static(init, arch)?;
+                let out = ctx.out_dir().join(&name);
+                let stats =
+                    initramfs::write_archive_to_path(&initramfs::nodeos_layout(init), &opts, &out)?;
+                ctx.log(&format!(
+                    "wrote {} ({} entries, {} uncompressed, {} written)",
+                    out.display(),
+                    stats.entries,
+                    fmt_size(stats.bytes_uncompressed),
+                    fmt_size(stats.bytes_written)
+                ));
+                write_atomic(
+                    &ctx.out_dir().join("uncompressed-size"),
+                    stats.bytes_uncompressed.to_string().as_bytes(),
+                )
+            })
         })
-    })
 }
 
 /// Checks a `--kernel` against every selected arch before anything is

@@ -24,7 +24,7 @@ pub struct InitramfsArgs {
 pub fn run(common: &Common, a: InitramfsArgs) -> Result<()> {
     let info = elf::inspect(&a.init)?;
     let Some(arch) = elf::arch_of(&info) else {
-        let boots: Vec<String> = Arch::ALL
+        let boots: Vec<String> = Arch::all()
             .iter()
             .map(|x| format!("{x} ({}-bit)", if x.elf_is_64() { 64 } else { 32 }))
             .collect();

@@ -24,7 +24,8 @@ pub fn run(common: &Common, a: KernelArgs) -> Result<()> {
         println!(
             "{}: x86 bzImage for {}, boot protocol {}.{:02}, {}",
             path.display(),
-            info.arch(),
+            info.arch()
+                .map_or_else(|| "no NodeOS target".to_string(), |a| a.to_string()),
             info.protocol.0,
             info.protocol.1,
             fmt_size(info.size)

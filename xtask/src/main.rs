@@ -2,15 +2,21 @@
 //! own module.
 
 mod bench;
+mod bench_model;
 mod doctor;
 mod drill;
 mod fetch;
 mod image;
 mod initramfs_cmd;
 mod kernel_cmd;
+#[cfg(test)]
+mod key_pins;
+mod model_report;
 mod node_cmd;
+mod node_test;
 mod qemu_cmd;
 mod toolchain_cmd;
+mod verify;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -58,7 +64,7 @@ impl Common {
     pub fn arches(&self) -> Vec<Arch> {
         let v = self.explicit_arches();
         if v.is_empty() {
-            Arch::ALL.to_vec()
+            Arch::all()
         } else {
             v
         }
@@ -96,6 +102,8 @@ enum Command {
     Initramfs(initramfs_cmd::InitramfsArgs),
     /// Boot each image in QEMU and check Node over the serial console
     QemuTest(qemu_cmd::BootArgs),
+    /// Run Node's own test suite inside the booted guest; -j/--jobs: tests at once [default: 2]
+    NodeTest(node_test::NodeTestArgs),
     /// Boot one image in QEMU with the console on this terminal (quit: Ctrl-A x)
     Run(qemu_cmd::BootArgs),
     /// Measure phases, sizes, boot time, memory floor and initramfs throughput; write BENCHMARKS.md
@@ -104,6 +112,8 @@ enum Command {
     Drill(drill::DrillArgs),
     /// Remove cached phase outputs and build dirs (downloads are kept)
     Clean(fetch::CleanArgs),
+    /// Check every cached output against the sizes and sha256 recorded when it was published
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -136,10 +146,12 @@ fn main() -> ExitCode {
         Command::Image(a) => image::run(common, a),
         Command::Initramfs(a) => initramfs_cmd::run(common, a),
         Command::QemuTest(a) => qemu_cmd::run_tests(common, a),
+        Command::NodeTest(a) => node_test::run(common, a),
         Command::Run(a) => qemu_cmd::run_interactive(common, a),
         Command::Bench(a) => bench::run(common, a),
         Command::Drill(a) => drill::run(common, a),
         Command::Clean(a) => fetch::clean(common, a),
+        Command::Verify(a) => verify::run(common, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -82,17 +82,19 @@ pub fn run_tests(common: &Common, a: BootArgs) -> Result<()> {
         }
     }
     println!(
-        "{:<8} {:<8} {:<6} {:>14} {:>10}",
-        "arch", "result", "accel", "boot→prompt", "total"
+        "{:<8} {:<8} {:<6} {:>14} {:>10} {:>6}",
+        "arch", "result", "accel", "boot→prompt", "total", "status"
     );
     for (arch, r) in &reports {
         println!(
-            "{:<8} {:<8} {:<6} {:>13.2}s {:>9.2}s",
+            "{:<8} {:<8} {:<6} {:>13.2}s {:>9.2}s {:>6}",
             arch.name(),
             if r.passed() { "PASS" } else { "FAIL" },
             format!("{:?}", r.accel),
             r.boot_to_prompt.as_secs_f64(),
-            r.total.as_secs_f64()
+            r.total.as_secs_f64(),
+            r.exit_status
+                .map_or_else(|| "-".to_owned(), |s| s.to_string())
         );
     }
     if !failed.is_empty() {
@@ -111,5 +113,15 @@ pub fn run_interactive(common: &Common, a: BootArgs) -> Result<()> {
     let img = image::build(&env, arch, a.kernel.as_deref())?;
     let cfg = qemu_config(&env, arch, &img, a.memory);
     eprintln!("Booting NodeOS ({arch}). Quit with Ctrl-A x, or process.exit() at the > prompt.");
-    qemu_tests::run_interactive(&cfg)
+    match qemu_tests::run_interactive(&cfg)? {
+        Some(0) => {
+            eprintln!("NodeOS powered off: node exited with status 0");
+            Ok(())
+        }
+        Some(status) => bail!("NodeOS powered off: node exited with status {status}"),
+        None => {
+            eprintln!("QEMU exited without node's exit status line (quit with Ctrl-A x?)");
+            Ok(())
+        }
+    }
 }
