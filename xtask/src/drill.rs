@@ -11,7 +11,11 @@
 //!   builds once space is freed;
 //! - two runs at once: the second waits for the lock and says so; the first
 //!   is SIGKILLed in the middle of its make; the second resumes the make
-//!   and publishes a bzImage byte-identical to an uninterrupted build;
+//!   and publishes a bzImage byte-identical to an uninterrupted build, and
+//!   not the stray temporary file the killed run left in its stage dir;
+//! - what a power loss does to a published output: a flipped byte is found
+//!   by `cargo xtask verify`, an emptied bzImage is refused at the next
+//!   reuse (moved to the trash and built again);
 //! - the whole thing as a non-root user (reported, not faked, when root).
 //!
 //! The engine-level versions of these run in `cargo test`; this is the
@@ -32,6 +36,9 @@ pub struct DrillArgs {
     /// Seconds into the kernel's make before the first run is killed
     #[arg(long, default_value_t = 30)]
     kill_after: u64,
+    /// Only the cases that need no kernel build (downloads, initramfs -o)
+    #[arg(long)]
+    without_kernel: bool,
     /// Internal: run the namespace cases in this scratch dir
     #[arg(long, hide = true, value_name = "DIR")]
     inner: Option<PathBuf>,
@@ -93,20 +100,23 @@ pub fn run(common: &Common, a: DrillArgs) -> Result<()> {
         }
         return Ok(());
     }
-    nodeos_build::host::require("drill", &[nodeos_build::host::Need::Kernel])?;
     let started = Instant::now();
     let mut cases = vec![non_root()];
-
-    eprintln!("drill: the reference kernel ({arch}) from your cache (built if missing)");
-    let reference = kernel::build(&env, arch)?;
-    let sha = sha256_file(&reference.bzimage)?;
-
     let scratch = env.cache_dir.join("drill");
     remove_path(&scratch)?;
     create_dir_all(&scratch)?;
     cases.push(corrupt_download(&env, &scratch.join("dl"), false));
     cases.push(corrupt_download(&env, &scratch.join("dl"), true));
     cases.push(initramfs_interrupted(&scratch.join("initramfs")));
+    if a.without_kernel {
+        let _ = remove_path(&scratch);
+        return report(&cases, started);
+    }
+
+    nodeos_build::host::require("drill", &[nodeos_build::host::Need::Kernel])?;
+    eprintln!("drill: the reference kernel ({arch}) from your cache (built if missing)");
+    let reference = kernel::build(&env, arch)?;
+    let sha = sha256_file(&reference.bzimage)?;
 
     // The rest runs in a user namespace, where an unprivileged user may
     // mount a small tmpfs as the cache.
@@ -147,10 +157,14 @@ pub fn run(common: &Common, a: DrillArgs) -> Result<()> {
         )),
     }
     let _ = remove_path(&scratch);
+    report(&cases, started)
+}
 
+/// Prints the table; fails when a case failed, says loudly what was skipped.
+fn report(cases: &[Case], started: Instant) -> Result<()> {
     let mut table = String::new();
     writeln!(table, "\n{:<8} {:<28} detail", "result", "case")?;
-    for c in &cases {
+    for c in cases {
         writeln!(table, "{:<8} {:<28} {}", c.verdict, c.name, c.detail)?;
     }
     writeln!(table, "drill took {:.0} s", started.elapsed().as_secs_f64())?;
@@ -169,7 +183,12 @@ pub fn run(common: &Common, a: DrillArgs) -> Result<()> {
 }
 
 fn parse_cases(text: &str) -> Vec<Case> {
-    let names: [&'static str; 3] = ["disk full", "concurrent run waits", "sigkill mid-make"];
+    let names: [&'static str; 4] = [
+        "disk full",
+        "concurrent run waits",
+        "sigkill mid-make",
+        "power loss, published",
+    ];
     text.lines()
         .filter_map(|l| l.strip_prefix("CASE "))
         .filter_map(|rest| {
@@ -485,8 +504,20 @@ fn inner_cases(arch: Arch, scratch: &Path, sha: &str, kill_after: u64) -> Vec<Ca
         Err(e) => cases.push(Case::skipped("disk full", format!("no mount(8): {e}"))),
     }
     let (wait, kill) = kill_and_resume(arch, scratch, &cache, sha, kill_after);
+    let resumed = kill.is_ok();
     cases.push(Case::of("concurrent run waits", wait));
     cases.push(Case::of("sigkill mid-make", kill));
+    cases.push(if resumed {
+        Case::of(
+            "power loss, published",
+            damaged_output(arch, scratch, &cache),
+        )
+    } else {
+        Case::skipped(
+            "power loss, published",
+            "needs the kernel the sigkill case publishes".into(),
+        )
+    });
     cases
 }
 
@@ -581,6 +612,9 @@ fn kill_and_resume(
         if !published(cache).is_empty() {
             bail!("a half-built kernel was published after the SIGKILL");
         }
+        // What an interrupted step can leave in the stage dir (the image
+        // phase's initramfs writer killed mid-write): never published.
+        let stray = plant_stray_in_stage(cache)?;
         let st = second.wait()?;
         let text = std::fs::read_to_string(&l2)?;
         if !st.success() {
@@ -594,13 +628,116 @@ fn kill_and_resume(
         if got != sha {
             bail!("the resumed build's bzImage differs: {got} vs uninterrupted {sha}");
         }
+        if out.join(STRAY).exists() {
+            bail!(
+                "the stray {} the killed run left in its stage dir was published",
+                stray.display()
+            );
+        }
         Ok(format!(
-            "killed {kill_after} s into make; the waiting run took over, finished {:.0} s later; bzImage sha256 {} = uninterrupted build",
+            "killed {kill_after} s into make; the waiting run took over, finished {:.0} s later, published without the stray {STRAY} left in the stage; bzImage sha256 {} = uninterrupted build",
             killed_at.elapsed().as_secs_f64(),
             &got[..16]
         ))
     })();
     (wait_ok, kill)
+}
+
+/// A file named as the initramfs writer names its temporary files.
+const STRAY: &str = ".initramfs-drill.tmp";
+
+/// Writes [`STRAY`] into the stage dir of the kernel build in `cache`.
+fn plant_stray_in_stage(cache: &Path) -> Result<PathBuf> {
+    let builds: Vec<PathBuf> = std::fs::read_dir(cache.join("build"))
+        .context("reading the scratch cache's build dirs")?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("kernel-"))
+        })
+        .collect();
+    let [build] = &builds[..] else {
+        bail!("expected one kernel build dir in the scratch cache, found {builds:?}");
+    };
+    let stage = build.join(".nodeos/stage");
+    create_dir_all(&stage)?;
+    let stray = stage.join(STRAY);
+    std::fs::write(&stray, vec![0u8; 1 << 20])
+        .with_context(|| format!("writing {}", stray.display()))?;
+    Ok(stray)
+}
+
+/// Damages the published kernel as a power loss can (blocks never written)
+/// and checks both guards: `verify` finds a changed byte of the same size,
+/// and the next build refuses an emptied bzImage (the size recorded at
+/// publish time differs) instead of reusing it.
+fn damaged_output(arch: Arch, scratch: &Path, cache: &Path) -> Result<String> {
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    let verify = || {
+        Command::new(&exe)
+            .arg("verify")
+            .env("NODEOS_CACHE_DIR", cache)
+            .env("NODEOS_TARGET_DIR", cache.join("target"))
+            .output()
+            .context("running cargo xtask verify")
+    };
+    let outs = published(cache);
+    let [out] = &outs[..] else {
+        bail!("expected one published kernel, found {outs:?}");
+    };
+    let o = verify()?;
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    if !o.status.success() || !said.contains("1 intact, 0 unrecorded, 0 damaged") {
+        bail!("verify of the intact output: {}", said.trim());
+    }
+
+    let bz = out.join("bzImage");
+    let mut bytes = std::fs::read(&bz)?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&bz, &bytes).with_context(|| format!("writing {}", bz.display()))?;
+    let o = verify()?;
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = said
+        .lines()
+        .find(|l| l.starts_with("DAMAGED"))
+        .unwrap_or("")
+        .to_string();
+    if o.status.success() || !line.contains("bzImage: sha256") {
+        bail!(
+            "verify did not find a flipped byte in bzImage ({}): {}",
+            o.status,
+            said.trim()
+        );
+    }
+
+    std::fs::File::create(&bz).with_context(|| format!("emptying {}", bz.display()))?;
+    let log = scratch.join("damaged.log");
+    let mut run = spawn_kernel(arch, cache, &log)?;
+    let seen = wait_for_text(&log, "is damaged", Duration::from_secs(120));
+    // Building it again is the kernel case above: stop here.
+    let _ = run.kill();
+    let _ = run.wait();
+    seen?;
+    if out.exists() {
+        bail!(
+            "the damaged output {} is still published after the next run refused it",
+            out.display()
+        );
+    }
+    let text = std::fs::read_to_string(&log)?;
+    let refused = text
+        .lines()
+        .find(|l| l.contains("is damaged"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    Ok(format!(
+        "verify: {}; the next build: {refused}",
+        line.trim()
+    ))
 }
 
 fn tail(text: &str, n: usize) -> String {
