@@ -362,8 +362,22 @@ fn temp_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// The child's exit status, or `None` if it is still running after `limit`.
+fn wait_at_most(child: &mut Child, limit: Duration) -> Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(Some(st));
+        }
+        if Instant::now() > deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn interrupt_initramfs(work: &Path, small: &Path, big: &Path) -> Result<String> {
-    use std::os::unix::process::ExitStatusExt;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
     let exe = std::env::current_exe().context("locating the xtask binary")?;
     let out_dir = work.join("out");
     create_dir_all(&out_dir)?;
@@ -374,15 +388,26 @@ fn interrupt_initramfs(work: &Path, small: &Path, big: &Path) -> Result<String> 
         (libc::SIGINT, "SIGINT"),
         (libc::SIGKILL, "SIGKILL"),
     ] {
-        let mut child = Command::new(&exe)
-            .args(["initramfs", "--compression", "xz", "--init"])
+        let mut cmd = Command::new(&exe);
+        cmd.args(["initramfs", "--compression", "xz", "--init"])
             .arg(big)
             .arg("-o")
             .arg(&out)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting cargo xtask initramfs")?;
+            .stderr(Stdio::null());
+        // The writer leaves alone a signal its parent ignores (a background
+        // job ignores SIGINT, nohup SIGHUP); the case is a user at a
+        // terminal, where each has its default action.
+        // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
+        unsafe {
+            cmd.pre_exec(|| {
+                for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                    libc::signal(s, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().context("starting cargo xtask initramfs")?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while temp_files(&out_dir).is_empty() {
             if Instant::now() > deadline || child.try_wait()?.is_some() {
@@ -399,7 +424,14 @@ fn interrupt_initramfs(work: &Path, small: &Path, big: &Path) -> Result<String> 
         std::thread::sleep(Duration::from_millis(300));
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(child.id() as i32, sig) };
-        let st = child.wait()?;
+        let st = match wait_at_most(&mut child, Duration::from_secs(60))? {
+            Some(st) => st,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the writer was still running 60 s after {sig_name}");
+            }
+        };
         if st.signal() != Some(sig) {
             bail!("after {sig_name} the writer ended with {st}, not by the signal");
         }

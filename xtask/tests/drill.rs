@@ -1,6 +1,7 @@
 //! `cargo xtask drill` sets up what its cases need itself: run with an
 //! empty download dir (a new user who never fetched), its download cases
-//! fetch the good file they corrupt and pass.
+//! fetch the good file they corrupt and pass; run with SIGINT ignored (a
+//! background job), its interrupted writer still gets a real Ctrl-C.
 
 use std::process::Command;
 
@@ -17,7 +18,11 @@ fn verdict<'a>(table: &'a str, case: &str) -> Option<&'a str> {
 fn the_drill_fetches_what_its_cases_need_into_an_empty_download_dir() {
     let d = tempfile::tempdir().unwrap();
     let dl = d.path().join("dl");
-    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    // Started as a background job or under nohup is: SIGINT and SIGHUP
+    // ignored, which the writers the drill interrupts would inherit.
+    let o = Command::new("sh")
+        .args(["-c", "trap '' INT HUP; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_xtask"))
         .args(["drill", "--without-kernel", "--arch", "x86_64"])
         .env("NODEOS_DL_DIR", &dl)
         .env("NODEOS_CACHE_DIR", d.path().join("cache"))
