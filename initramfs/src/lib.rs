@@ -243,8 +243,8 @@ pub fn write_archive_to_path(entries: &[Entry], opts: &Options, path: &Path) -> 
     let stats = write_archive(entries, opts, tmp.as_file_mut())
         .with_context(|| format!("writing initramfs {}", path.display()))?;
     let file = tmp.as_file();
-    // Created 0600 while it is written; an initramfs is not secret and
-    // other users (e.g. a QEMU run as another user) may need to read it.
+    // tempfile creates 0600; an initramfs is not secret and other users
+    // (e.g. a QEMU run as another user) may need to read it.
     use std::os::unix::fs::PermissionsExt;
     file.set_permissions(fs::Permissions::from_mode(0o644))
         .with_context(|| format!("setting permissions of {}", tmp.path().display()))?;

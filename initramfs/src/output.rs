@@ -16,7 +16,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Once;
 
 /// Temporary files are `.initramfs-XXXXXX.tmp` beside the output.
@@ -99,8 +99,7 @@ fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
 /// it is removed.
 pub(crate) struct TempOutput {
     /// Taken by `persist`.
-    file: Option<fs::File>,
-    path: PathBuf,
+    file: Option<tempfile::NamedTempFile>,
     slot: Option<usize>,
 }
 
@@ -114,19 +113,24 @@ impl TempOutput {
         // before we lock it; then the path no longer names our file and we
         // start over with a new name.
         for _ in 0..16 {
-            let (file, path) = create_new_temp(dir).with_context(|| format!("creating a temporary file in {} for the initramfs; check that the directory exists and is writable", dir.display()))?;
-            let ours = try_lock(&file)
-                && match (file.metadata(), fs::symlink_metadata(&path)) {
-                    (Ok(a), Ok(b)) => same_file(&a, &b),
-                    _ => false,
-                };
-            if ours {
-                let slot = register(&path);
-                return Ok(TempOutput {
-                    file: Some(file),
-                    path,
-                    slot,
-                });
+            let file = tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .suffix(TEMP_SUFFIX)
+                .tempfile_in(dir)
+                .with_context(|| format!("creating a temporary file in {} for the initramfs; check that the directory exists and is writable", dir.display()))?;
+            if !try_lock(file.as_file()) {
+                continue;
+            }
+            let ours = file.as_file().metadata().ok();
+            let named = fs::symlink_metadata(file.path()).ok();
+            if let (Some(a), Some(b)) = (&ours, &named) {
+                if same_file(a, b) {
+                    let slot = register(file.path());
+                    return Ok(TempOutput {
+                        file: Some(file),
+                        slot,
+                    });
+                }
             }
         }
         bail!(
@@ -135,62 +139,40 @@ impl TempOutput {
         )
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub(crate) fn as_file(&self) -> &fs::File {
+    fn temp(&self) -> &tempfile::NamedTempFile {
         self.file.as_ref().expect("present until persist")
     }
 
+    pub(crate) fn path(&self) -> &Path {
+        self.temp().path()
+    }
+
+    pub(crate) fn as_file(&self) -> &fs::File {
+        self.temp().as_file()
+    }
+
     pub(crate) fn as_file_mut(&mut self) -> &mut fs::File {
-        self.file.as_mut().expect("present until persist")
+        self.file
+            .as_mut()
+            .expect("present until persist")
+            .as_file_mut()
     }
 
     /// Renames the finished file to `path`.
     pub(crate) fn persist(mut self, path: &Path) -> Result<()> {
-        let renamed = fs::rename(&self.path, path);
-        if renamed.is_ok() {
-            // Ours no more: dropping self must not remove anything.
-            self.file = None;
-        }
+        let file = self.file.take().expect("present until persist");
+        let result = file.persist(path).map(drop).map_err(|e| e.error);
         // Unregistered only now: until the rename, a signal must remove it.
         unregister(self.slot.take());
-        renamed.with_context(|| format!("renaming the finished initramfs to {}", path.display()))
+        result.with_context(|| format!("renaming the finished initramfs to {}", path.display()))
     }
 }
 
 impl Drop for TempOutput {
     fn drop(&mut self) {
         unregister(self.slot.take());
-        if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// A new `.initramfs-<pid>-<n>.tmp` in `dir`, created exclusively (0600).
-fn create_new_temp(dir: &Path) -> std::io::Result<(fs::File, PathBuf)> {
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    loop {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(
-            "{TEMP_PREFIX}{}-{n}{TEMP_SUFFIX}",
-            std::process::id()
-        ));
-        match fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-        {
-            Ok(f) => return Ok((f, path)),
-            // Another process with our pid number (another container).
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
+        // Dropping the NamedTempFile removes the file.
+        self.file.take();
     }
 }
 

@@ -5,6 +5,8 @@
 
 use crate::Arch;
 use anyhow::{bail, Context, Result};
+use goblin::elf::header::{ET_DYN, ET_EXEC};
+use goblin::elf::{program_header::PT_INTERP, Elf};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -48,189 +50,24 @@ fn type_name(t: u16) -> String {
     }
 }
 
-// The few ELF constants read here (System V ABI, "ELF header" and
-// "Program header" chapters).
-const ET_EXEC: u16 = 2;
-const ET_DYN: u16 = 3;
-const PT_LOAD: u32 = 1;
-const PT_DYNAMIC: u32 = 2;
-const PT_INTERP: u32 = 3;
-const DT_NULL: u64 = 0;
-const DT_NEEDED: u64 = 1;
-const DT_STRTAB: u64 = 5;
-
 /// Reads an ELF file's headers. Only a regular file is opened for reading
 /// (a FIFO would block forever, a device such as /dev/zero never ends),
 /// and its size is checked against [`MAX_ELF_BYTES`] before it is read.
 pub fn inspect(path: &Path) -> Result<ElfInfo> {
     let bytes = read_regular_file(path, MAX_ELF_BYTES)?;
-    parse(&bytes).map_err(|why| anyhow::anyhow!("{} is not an ELF file: {why}", path.display()))
-}
-
-/// Field reader over an ELF image in its own byte order and class.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    big_endian: bool,
-    is_64: bool,
-}
-
-impl Reader<'_> {
-    fn take<const N: usize>(&self, at: u64) -> Result<[u8; N], &'static str> {
-        let at = usize::try_from(at).map_err(|_| "an offset past the end of the file")?;
-        self.bytes
-            .get(
-                at..at
-                    .checked_add(N)
-                    .ok_or("an offset past the end of the file")?,
-            )
-            .and_then(|b| b.try_into().ok())
-            .ok_or("truncated (a header points past the end of the file)")
-    }
-    fn u16(&self, at: u64) -> Result<u16, &'static str> {
-        let b = self.take::<2>(at)?;
-        Ok(if self.big_endian {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        })
-    }
-    fn u32(&self, at: u64) -> Result<u32, &'static str> {
-        let b = self.take::<4>(at)?;
-        Ok(if self.big_endian {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    }
-    fn u64(&self, at: u64) -> Result<u64, &'static str> {
-        let b = self.take::<8>(at)?;
-        Ok(if self.big_endian {
-            u64::from_be_bytes(b)
-        } else {
-            u64::from_le_bytes(b)
-        })
-    }
-    /// An address-sized field: 4 bytes in ELFCLASS32, 8 in ELFCLASS64.
-    fn word(&self, at: u64) -> Result<u64, &'static str> {
-        if self.is_64 {
-            self.u64(at)
-        } else {
-            self.u32(at).map(u64::from)
-        }
-    }
-    /// The NUL-terminated string at `at`.
-    fn string(&self, at: u64, max_len: u64) -> Result<String, &'static str> {
-        let start = usize::try_from(at).map_err(|_| "a string past the end of the file")?;
-        let rest = self
-            .bytes
-            .get(start..)
-            .ok_or("a string past the end of the file")?;
-        let rest = &rest[..rest.len().min(max_len as usize)];
-        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-        Ok(String::from_utf8_lossy(&rest[..end]).into_owned())
-    }
-}
-
-/// One program header: type, file offset, virtual address, size in file.
-struct Segment {
-    kind: u32,
-    offset: u64,
-    vaddr: u64,
-    filesz: u64,
-}
-
-/// The facts [`ElfInfo`] holds, from the ELF header, the program headers,
-/// the PT_INTERP segment and the dynamic section's DT_NEEDED entries.
-fn parse(bytes: &[u8]) -> Result<ElfInfo, &'static str> {
-    if bytes.get(..4) != Some(b"\x7fELF") {
-        return Err("no ELF magic at its start");
-    }
-    let is_64 = match bytes.get(4) {
-        Some(1) => false,
-        Some(2) => true,
-        _ => return Err("an unknown ELF class"),
-    };
-    let big_endian = match bytes.get(5) {
-        Some(1) => false,
-        Some(2) => true,
-        _ => return Err("an unknown byte order"),
-    };
-    let r = Reader {
-        bytes,
-        big_endian,
-        is_64,
-    };
-    let e_type = r.u16(16)?;
-    let machine = r.u16(18)?;
-    let (phoff, phentsize, phnum) = if is_64 {
-        (r.u64(32)?, r.u16(54)?, r.u16(56)?)
-    } else {
-        (u64::from(r.u32(28)?), r.u16(42)?, r.u16(44)?)
-    };
-    let mut segments = Vec::with_capacity(phnum as usize);
-    for i in 0..u64::from(phnum) {
-        let at = phoff
-            .checked_add(i * u64::from(phentsize))
-            .ok_or("program headers past the end of the file")?;
-        segments.push(if is_64 {
-            Segment {
-                kind: r.u32(at)?,
-                offset: r.u64(at + 8)?,
-                vaddr: r.u64(at + 16)?,
-                filesz: r.u64(at + 32)?,
-            }
-        } else {
-            Segment {
-                kind: r.u32(at)?,
-                offset: u64::from(r.u32(at + 4)?),
-                vaddr: u64::from(r.u32(at + 8)?),
-                filesz: u64::from(r.u32(at + 16)?),
-            }
-        });
-    }
-    let interpreter = match segments.iter().find(|s| s.kind == PT_INTERP) {
-        Some(s) => Some(r.string(s.offset, s.filesz)?),
-        None => None,
-    };
-    let dynamic = segments.iter().find(|s| s.kind == PT_DYNAMIC);
-    let mut needed = Vec::new();
-    if let Some(d) = dynamic {
-        let entry = if is_64 { 16 } else { 8 };
-        let (mut needed_at, mut strtab) = (Vec::new(), None);
-        for i in 0..d.filesz / entry {
-            let at = d
-                .offset
-                .checked_add(i * entry)
-                .ok_or("a dynamic section past the end of the file")?;
-            let (tag, val) = (r.word(at)?, r.word(at + entry / 2)?);
-            match tag {
-                DT_NULL => break,
-                DT_NEEDED => needed_at.push(val),
-                DT_STRTAB => strtab = Some(val),
-                _ => {}
-            }
-        }
-        if !needed_at.is_empty() {
-            // DT_STRTAB is an address: find the loaded segment holding it.
-            let addr = strtab.ok_or("DT_NEEDED entries without a DT_STRTAB")?;
-            let load = segments
-                .iter()
-                .find(|s| s.kind == PT_LOAD && s.vaddr <= addr && addr - s.vaddr < s.filesz)
-                .ok_or("a DT_STRTAB outside every loaded segment")?;
-            let past_end = "a string table past the end of the file";
-            let table = load.offset.checked_add(addr - load.vaddr).ok_or(past_end)?;
-            for n in needed_at {
-                needed.push(r.string(table.checked_add(n).ok_or(past_end)?, 4096)?);
-            }
-        }
-    }
+    let elf =
+        Elf::parse(&bytes).with_context(|| format!("{} is not an ELF file", path.display()))?;
+    let has_interp_phdr = elf.program_headers.iter().any(|p| p.p_type == PT_INTERP);
     Ok(ElfInfo {
-        machine,
-        is_64,
-        e_type,
-        interpreter,
-        needed,
-        has_dynamic: dynamic.is_some(),
+        machine: elf.header.e_machine,
+        is_64: elf.is_64,
+        e_type: elf.header.e_type,
+        interpreter: elf
+            .interpreter
+            .map(String::from)
+            .or(has_interp_phdr.then(|| "?".to_string())),
+        needed: elf.libraries.iter().map(|s| s.to_string()).collect(),
+        has_dynamic: elf.dynamic.is_some(),
     })
 }
 
