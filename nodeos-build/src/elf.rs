@@ -153,22 +153,13 @@ pub fn check_static(path: &Path, arch: Arch) -> Result<ElfInfo> {
             type_name(info.e_type)
         );
     }
-    if info.machine == arch.elf_machine() && info.is_64 != arch.elf_is_64() {
+    if arch_of(&info) != Some(arch) {
+        let bits = if arch.elf_is_64() { 64 } else { 32 };
         bail!(
-            "{} is built for {} (e.g. the x32 ABI), not {arch} ({} {}-bit); build it for {arch}",
+            "{} is built for {}, not {arch} ({} {bits}-bit); build it for {arch}",
             path.display(),
             target_name(&info),
             machine_name(arch.elf_machine()),
-            if arch.elf_is_64() { 64 } else { 32 }
-        );
-    }
-    if info.machine != arch.elf_machine() {
-        bail!(
-            "{} is built for {}, not {} ({})",
-            path.display(),
-            target_name(&info),
-            arch,
-            machine_name(arch.elf_machine())
         );
     }
     if let Some(interp) = &info.interpreter {

@@ -152,3 +152,27 @@ fn x32_belongs_to_no_arch() {
         assert!(e.contains("32-bit"), "{arch}: {e}");
     }
 }
+
+#[test]
+fn truncated_or_damaged_files_are_refused_not_panicked_on() {
+    // Every prefix of a real dynamic executable, and the whole file with
+    // its program-header offset pointed past the end: each is an error
+    // that says the file is not an ELF file, never a panic.
+    let d = tempfile::tempdir().unwrap();
+    let bin = compile(d.path(), "dynamic", &["-m64"]);
+    let bytes = std::fs::read(&bin).unwrap();
+    let p = d.path().join("damaged");
+    let mut cuts: Vec<usize> = (0..128).collect();
+    cuts.extend((128..bytes.len()).step_by(997));
+    for n in cuts {
+        std::fs::write(&p, &bytes[..n]).unwrap();
+        if let Err(e) = elf::inspect(&p) {
+            assert!(format!("{e:#}").contains("not an ELF file"), "{n}: {e:#}");
+        }
+    }
+    let mut bad = bytes.clone();
+    bad[32..40].copy_from_slice(&u64::MAX.to_le_bytes()); // e_phoff
+    std::fs::write(&p, &bad).unwrap();
+    let e = format!("{:#}", elf::inspect(&p).unwrap_err());
+    assert!(e.contains("not an ELF file"), "{e}");
+}

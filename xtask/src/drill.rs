@@ -3,13 +3,19 @@
 //! cache, and compared with the kernel in the user's own cache:
 //!
 //! - a corrupt and a truncated download are refused with both hashes and
-//!   deleted;
+//!   deleted (the drill fetches the good file first when it is missing);
+//! - `initramfs -o` stopped by SIGTERM or SIGINT removes its temporary
+//!   file; stopped by SIGKILL, the next run into that directory does;
 //! - a full disk (a tmpfs filled up, mounted in a user namespace: no root)
 //!   fails the phase with the path, publishes nothing, and the same cache
 //!   builds once space is freed;
 //! - two runs at once: the second waits for the lock and says so; the first
 //!   is SIGKILLed in the middle of its make; the second resumes the make
-//!   and publishes a bzImage byte-identical to an uninterrupted build;
+//!   and publishes a bzImage byte-identical to an uninterrupted build, and
+//!   not the stray temporary file the killed run left in its stage dir;
+//! - what a power loss does to a published output: a flipped byte is found
+//!   by `cargo xtask verify`, an emptied bzImage is refused at the next
+//!   reuse (moved to the trash and built again);
 //! - the whole thing as a non-root user (reported, not faked, when root).
 //!
 //! The engine-level versions of these run in `cargo test`; this is the
@@ -30,6 +36,9 @@ pub struct DrillArgs {
     /// Seconds into the kernel's make before the first run is killed
     #[arg(long, default_value_t = 30)]
     kill_after: u64,
+    /// Only the cases that need no kernel build (downloads, initramfs -o)
+    #[arg(long)]
+    without_kernel: bool,
     /// Internal: run the namespace cases in this scratch dir
     #[arg(long, hide = true, value_name = "DIR")]
     inner: Option<PathBuf>,
@@ -91,25 +100,23 @@ pub fn run(common: &Common, a: DrillArgs) -> Result<()> {
         }
         return Ok(());
     }
-    nodeos_build::host::require("drill", &[nodeos_build::host::Need::Kernel])?;
     let started = Instant::now();
     let mut cases = vec![non_root()];
-
-    eprintln!("drill: the reference kernel ({arch}) from your cache (built if missing)");
-    let reference = kernel::build(&env, arch)?;
-    let sha = sha256_file(&reference.bzimage)?;
-
     let scratch = env.cache_dir.join("drill");
     remove_path(&scratch)?;
     create_dir_all(&scratch)?;
-    cases.push(Case::of(
-        "corrupt download",
-        corrupt_download(&env, &scratch.join("dl"), false),
-    ));
-    cases.push(Case::of(
-        "truncated download",
-        corrupt_download(&env, &scratch.join("dl"), true),
-    ));
+    cases.push(corrupt_download(&env, &scratch.join("dl"), false));
+    cases.push(corrupt_download(&env, &scratch.join("dl"), true));
+    cases.push(initramfs_interrupted(&scratch.join("initramfs")));
+    if a.without_kernel {
+        let _ = remove_path(&scratch);
+        return report(&cases, started);
+    }
+
+    nodeos_build::host::require("drill", &[nodeos_build::host::Need::Kernel])?;
+    eprintln!("drill: the reference kernel ({arch}) from your cache (built if missing)");
+    let reference = kernel::build(&env, arch)?;
+    let sha = sha256_file(&reference.bzimage)?;
 
     // The rest runs in a user namespace, where an unprivileged user may
     // mount a small tmpfs as the cache.
@@ -150,10 +157,14 @@ pub fn run(common: &Common, a: DrillArgs) -> Result<()> {
         )),
     }
     let _ = remove_path(&scratch);
+    report(&cases, started)
+}
 
+/// Prints the table; fails when a case failed, says loudly what was skipped.
+fn report(cases: &[Case], started: Instant) -> Result<()> {
     let mut table = String::new();
     writeln!(table, "\n{:<8} {:<28} detail", "result", "case")?;
-    for c in &cases {
+    for c in cases {
         writeln!(table, "{:<8} {:<28} {}", c.verdict, c.name, c.detail)?;
     }
     writeln!(table, "drill took {:.0} s", started.elapsed().as_secs_f64())?;
@@ -172,7 +183,12 @@ pub fn run(common: &Common, a: DrillArgs) -> Result<()> {
 }
 
 fn parse_cases(text: &str) -> Vec<Case> {
-    let names: [&'static str; 3] = ["disk full", "concurrent run waits", "sigkill mid-make"];
+    let names: [&'static str; 4] = [
+        "disk full",
+        "concurrent run waits",
+        "sigkill mid-make",
+        "power loss, published",
+    ];
     text.lines()
         .filter_map(|l| l.strip_prefix("CASE "))
         .filter_map(|rest| {
@@ -218,17 +234,44 @@ fn non_root() -> Case {
 
 /// Copies a real source file into a scratch download dir with one byte
 /// flipped (or cut in half), then asks for it: refused, both hashes named,
-/// the bad file deleted.
-fn corrupt_download(env: &Env, dl: &Path, truncate: bool) -> Result<String> {
+/// the bad file deleted. The good file is fetched first when it is not in
+/// the download dir: that is the drill's setup, not the case under test, so
+/// a failure there is reported as SKIPPED with its reason.
+fn corrupt_download(env: &Env, dl: &Path, truncate: bool) -> Case {
+    let name = if truncate {
+        "truncated download"
+    } else {
+        "corrupt download"
+    };
     let manifest = toolchain::manifest();
-    let chosen = fetch::choose(env, &manifest, "musl")?;
-    let s = &chosen.main;
-    let good = std::fs::read(env.dl_dir.join(&s.file)).with_context(|| {
-        format!(
-            "{} is not in the download dir; run `cargo xtask fetch`",
-            s.file
-        )
-    })?;
+    let setup = (|| -> Result<fetch::Resolved> {
+        let mut f = fetch::Fetcher::new(env)?;
+        fetch::ensure(&mut f, &manifest, "musl")
+    })();
+    let chosen = match setup {
+        Ok(r) => r,
+        Err(e) => {
+            return Case::skipped(
+                name,
+                format!("could not fetch the good musl source to corrupt: {e:#}"),
+            )
+        }
+    };
+    Case::of(
+        name,
+        corrupt_file(env, &manifest, &chosen.main, dl, truncate),
+    )
+}
+
+fn corrupt_file(
+    env: &Env,
+    manifest: &nodeos_build::source::Manifest,
+    s: &nodeos_build::source::Source,
+    dl: &Path,
+    truncate: bool,
+) -> Result<String> {
+    let good = std::fs::read(env.dl_dir.join(&s.file))
+        .with_context(|| format!("reading the fetched {}", s.file))?;
     let bad = if truncate {
         good[..good.len() / 2].to_vec()
     } else {
@@ -245,7 +288,7 @@ fn corrupt_download(env: &Env, dl: &Path, truncate: bool) -> Result<String> {
     scratch.dl_dir = dl.to_path_buf();
     scratch.offline = true;
     let mut f = fetch::Fetcher::new(&scratch)?;
-    let err = match fetch::ensure(&mut f, &manifest, "musl") {
+    let err = match fetch::ensure(&mut f, manifest, &s.name) {
         Ok(_) => bail!("a bad {} was accepted", s.file),
         Err(e) => format!("{e:#}"),
     };
@@ -261,6 +304,179 @@ fn corrupt_download(env: &Env, dl: &Path, truncate: bool) -> Result<String> {
         s.file,
         bad.len()
     ))
+}
+
+/// `cargo xtask initramfs -o` stopped mid-write: by SIGTERM and SIGINT it
+/// removes its temporary file itself; after SIGKILL (which no process can
+/// handle) the next run into the same directory removes it.
+fn initramfs_interrupted(work: &Path) -> Case {
+    let name = "initramfs interrupted";
+    // Setup: a static init from the host compiler, made large enough (with
+    // incompressible bytes appended, which ELF loaders ignore) that xz
+    // takes seconds to write the archive.
+    let setup = (|| -> Result<(PathBuf, PathBuf)> {
+        remove_path(work)?;
+        create_dir_all(work)?;
+        let small = work.join("init");
+        std::fs::write(work.join("init.c"), "int main(void) { return 0; }\n")?;
+        let st = Command::new("gcc")
+            .args(["-static", "-O2", "-o"])
+            .arg(&small)
+            .arg(work.join("init.c"))
+            .status()
+            .context("running gcc")?;
+        if !st.success() {
+            bail!("gcc -static failed (is libc6-dev installed?)");
+        }
+        let big = work.join("big-init");
+        let mut bytes = std::fs::read(&small)?;
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        bytes.extend((0..(48usize << 20)).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        }));
+        std::fs::write(&big, bytes)?;
+        Ok((small, big))
+    })();
+    let (small, big) = match setup {
+        Ok(p) => p,
+        Err(e) => return Case::skipped(name, format!("could not make a test init: {e:#}")),
+    };
+    Case::of(name, interrupt_initramfs(work, &small, &big))
+}
+
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(".initramfs-") && n.ends_with(".tmp"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The child's exit status, or `None` if it is still running after `limit`.
+fn wait_at_most(child: &mut Child, limit: Duration) -> Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(Some(st));
+        }
+        if Instant::now() > deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn interrupt_initramfs(work: &Path, small: &Path, big: &Path) -> Result<String> {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    let out_dir = work.join("out");
+    create_dir_all(&out_dir)?;
+    let out = out_dir.join("initramfs.cpio.xz");
+    let mut said = Vec::new();
+    for (sig, sig_name) in [
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGKILL, "SIGKILL"),
+    ] {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["initramfs", "--compression", "xz", "--init"])
+            .arg(big)
+            .arg("-o")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // The writer leaves alone a signal its parent ignores (a background
+        // job ignores SIGINT, nohup SIGHUP); the case is a user at a
+        // terminal, where each has its default action.
+        // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
+        unsafe {
+            cmd.pre_exec(|| {
+                for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                    libc::signal(s, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().context("starting cargo xtask initramfs")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while temp_files(&out_dir).is_empty() {
+            if Instant::now() > deadline || child.try_wait()?.is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "initramfs -o never showed its temporary file in {}",
+                    out_dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Let it write for a moment: the file is then mid-archive.
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let st = match wait_at_most(&mut child, Duration::from_secs(60))? {
+            Some(st) => st,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the writer was still running 60 s after {sig_name}");
+            }
+        };
+        if st.signal() != Some(sig) {
+            bail!("after {sig_name} the writer ended with {st}, not by the signal");
+        }
+        if out.exists() {
+            bail!(
+                "after {sig_name} an archive was published at {}",
+                out.display()
+            );
+        }
+        let left = temp_files(&out_dir);
+        if sig != libc::SIGKILL {
+            if !left.is_empty() {
+                bail!("after {sig_name} the temporary file was left: {left:?}");
+            }
+            said.push(format!("{sig_name}: temporary file removed at once"));
+            continue;
+        }
+        let size: u64 = left
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let st = Command::new(&exe)
+            .args(["initramfs", "--compression", "none", "--init"])
+            .arg(small)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .context("running cargo xtask initramfs again")?;
+        if !st.status.success() {
+            bail!(
+                "the run after the SIGKILL failed: {}",
+                String::from_utf8_lossy(&st.stderr).trim()
+            );
+        }
+        let still = temp_files(&out_dir);
+        if !still.is_empty() {
+            bail!("the next run left the killed writer's temporary file: {still:?}");
+        }
+        said.push(format!(
+            "SIGKILL: {} temporary file(s) of {size} bytes left, removed by the next run",
+            left.len()
+        ));
+    }
+    Ok(said.join("; "))
 }
 
 /// Runs `cargo xtask kernel` with its cache in `cache`, output to `log`.
@@ -320,8 +536,20 @@ fn inner_cases(arch: Arch, scratch: &Path, sha: &str, kill_after: u64) -> Vec<Ca
         Err(e) => cases.push(Case::skipped("disk full", format!("no mount(8): {e}"))),
     }
     let (wait, kill) = kill_and_resume(arch, scratch, &cache, sha, kill_after);
+    let resumed = kill.is_ok();
     cases.push(Case::of("concurrent run waits", wait));
     cases.push(Case::of("sigkill mid-make", kill));
+    cases.push(if resumed {
+        Case::of(
+            "power loss, published",
+            damaged_output(arch, scratch, &cache),
+        )
+    } else {
+        Case::skipped(
+            "power loss, published",
+            "needs the kernel the sigkill case publishes".into(),
+        )
+    });
     cases
 }
 
@@ -416,6 +644,9 @@ fn kill_and_resume(
         if !published(cache).is_empty() {
             bail!("a half-built kernel was published after the SIGKILL");
         }
+        // What an interrupted step can leave in the stage dir (the image
+        // phase's initramfs writer killed mid-write): never published.
+        let stray = plant_stray_in_stage(cache)?;
         let st = second.wait()?;
         let text = std::fs::read_to_string(&l2)?;
         if !st.success() {
@@ -429,13 +660,116 @@ fn kill_and_resume(
         if got != sha {
             bail!("the resumed build's bzImage differs: {got} vs uninterrupted {sha}");
         }
+        if out.join(STRAY).exists() {
+            bail!(
+                "the stray {} the killed run left in its stage dir was published",
+                stray.display()
+            );
+        }
         Ok(format!(
-            "killed {kill_after} s into make; the waiting run took over, finished {:.0} s later; bzImage sha256 {} = uninterrupted build",
+            "killed {kill_after} s into make; the waiting run took over, finished {:.0} s later, published without the stray {STRAY} left in the stage; bzImage sha256 {} = uninterrupted build",
             killed_at.elapsed().as_secs_f64(),
             &got[..16]
         ))
     })();
     (wait_ok, kill)
+}
+
+/// A file named as the initramfs writer names its temporary files.
+const STRAY: &str = ".initramfs-drill.tmp";
+
+/// Writes [`STRAY`] into the stage dir of the kernel build in `cache`.
+fn plant_stray_in_stage(cache: &Path) -> Result<PathBuf> {
+    let builds: Vec<PathBuf> = std::fs::read_dir(cache.join("build"))
+        .context("reading the scratch cache's build dirs")?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("kernel-"))
+        })
+        .collect();
+    let [build] = &builds[..] else {
+        bail!("expected one kernel build dir in the scratch cache, found {builds:?}");
+    };
+    let stage = build.join(".nodeos/stage");
+    create_dir_all(&stage)?;
+    let stray = stage.join(STRAY);
+    std::fs::write(&stray, vec![0u8; 1 << 20])
+        .with_context(|| format!("writing {}", stray.display()))?;
+    Ok(stray)
+}
+
+/// Damages the published kernel as a power loss can (blocks never written)
+/// and checks both guards: `verify` finds a changed byte of the same size,
+/// and the next build refuses an emptied bzImage (the size recorded at
+/// publish time differs) instead of reusing it.
+fn damaged_output(arch: Arch, scratch: &Path, cache: &Path) -> Result<String> {
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    let verify = || {
+        Command::new(&exe)
+            .arg("verify")
+            .env("NODEOS_CACHE_DIR", cache)
+            .env("NODEOS_TARGET_DIR", cache.join("target"))
+            .output()
+            .context("running cargo xtask verify")
+    };
+    let outs = published(cache);
+    let [out] = &outs[..] else {
+        bail!("expected one published kernel, found {outs:?}");
+    };
+    let o = verify()?;
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    if !o.status.success() || !said.contains(" 0 damaged") {
+        bail!("verify of the intact output: {}", said.trim());
+    }
+
+    let bz = out.join("bzImage");
+    let mut bytes = std::fs::read(&bz)?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&bz, &bytes).with_context(|| format!("writing {}", bz.display()))?;
+    let o = verify()?;
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = said
+        .lines()
+        .find(|l| l.starts_with("DAMAGED"))
+        .unwrap_or("")
+        .to_string();
+    if o.status.success() || !line.contains("bzImage: sha256") {
+        bail!(
+            "verify did not find a flipped byte in bzImage ({}): {}",
+            o.status,
+            said.trim()
+        );
+    }
+
+    std::fs::File::create(&bz).with_context(|| format!("emptying {}", bz.display()))?;
+    let log = scratch.join("damaged.log");
+    let mut run = spawn_kernel(arch, cache, &log)?;
+    let seen = wait_for_text(&log, "is damaged", Duration::from_secs(120));
+    // Building it again is the kernel case above: stop here.
+    let _ = run.kill();
+    let _ = run.wait();
+    seen?;
+    if out.exists() {
+        bail!(
+            "the damaged output {} is still published after the next run refused it",
+            out.display()
+        );
+    }
+    let text = std::fs::read_to_string(&log)?;
+    let refused = text
+        .lines()
+        .find(|l| l.contains("is damaged"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    Ok(format!(
+        "verify: {}; the next build: {refused}",
+        line.trim()
+    ))
 }
 
 fn tail(text: &str, n: usize) -> String {

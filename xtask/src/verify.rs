@@ -55,7 +55,7 @@ pub fn run(common: &Common, _a: VerifyArgs) -> Result<()> {
     );
     if !damaged.is_empty() {
         bail!(
-            "{} cached output(s) differ from what was published; the next build of each moves it to the trash and rebuilds it (or remove them with `cargo xtask clean`)",
+            "{} cached output(s) differ from what was published; remove them with `cargo xtask clean --phase PHASE --arch ARCH` and build again (a build refuses a changed size by itself, but not a changed byte)",
             damaged.len()
         );
     }

@@ -523,16 +523,27 @@ fn interrupt_initramfs(
     out: &std::path::Path,
     signal: &str,
 ) -> std::process::ExitStatus {
+    use std::os::unix::process::CommandExt;
     let dir = out.parent().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["initramfs", "--compression", "xz", "--init"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(["initramfs", "--compression", "xz", "--init"])
         .arg(init)
         .arg("-o")
         .arg(out)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::null());
+    // As at a terminal: the test may run where SIGINT or SIGHUP is ignored
+    // (a background job, nohup), which the writer would inherit and keep.
+    // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                libc::signal(s, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
     let started = std::time::Instant::now();
     while temp_files(dir).is_empty() {
         assert!(

@@ -287,9 +287,9 @@ fn every_node_patch_prints_the_exit_status_line() {
         // `node-<version>` holds a Node version's patches; `node-<version>-<variant>`
         // only what one source variant adds on top of them.
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let is_version_dir = name.strip_prefix("node-").is_some_and(|v| {
-            !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.')
-        });
+        let is_version_dir = name
+            .strip_prefix("node-")
+            .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'));
         if !is_version_dir {
             continue;
         }
