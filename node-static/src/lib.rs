@@ -18,6 +18,30 @@ pub fn manifest() -> Manifest {
         .expect("node-static/sources.toml is valid (tested)")
 }
 
+/// The phase's name in the cache, logs and timings.
+pub const PHASE: &str = nodeos_build::driver::names::NODE;
+
+/// The node phase: its source, the toolchain and the library packages its
+/// recipe's variants link.
+pub fn decl() -> nodeos_build::PhaseDecl {
+    let recipe = Recipe::builtin();
+    let mut depends = vec![toolchain::PHASE.to_string()];
+    for v in recipe.variants.values() {
+        for p in v.packages() {
+            let name = nodeos_build::driver::names::package(p);
+            if !depends.contains(&name) {
+                depends.push(name);
+            }
+        }
+    }
+    nodeos_build::PhaseDecl {
+        name: PHASE.into(),
+        sources: vec![nodeos_build::driver::SourceRef::new(&manifest(), "node")],
+        depends,
+        host_tools: vec![nodeos_build::host::Need::Node],
+    }
+}
+
 /// A published static Node.
 #[derive(Debug, Clone)]
 pub struct NodeBinary {

@@ -156,7 +156,10 @@ fn a_missing_source_fails_before_any_step() {
     let calls = Calls::default();
     let e = driver::build(&env, Toy { calls: &calls }).unwrap_err();
     let msg = format!("{e:#}");
-    assert!(msg.contains("pkg-1.txt") && msg.contains("--offline"), "{msg}");
+    assert!(
+        msg.contains("pkg-1.txt") && msg.contains("--offline"),
+        "{msg}"
+    );
     assert!(!calls.take().contains(&"steps".to_string()));
     assert!(!env.cache_dir.join("out").join("toy").exists());
 }

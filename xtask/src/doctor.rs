@@ -18,6 +18,20 @@ pub fn run(common: &Common, a: DoctorArgs) -> Result<()> {
         let mark = if t.present() { "ok     " } else { "MISSING" };
         println!("{mark} {:<28} (Debian package {})", t.what, t.package);
     }
+    for p in crate::phases::all() {
+        if p.host_tools.is_empty() {
+            continue;
+        }
+        let missing: Vec<&str> = host::missing(&p.host_tools)
+            .iter()
+            .map(|t| t.what)
+            .collect();
+        if missing.is_empty() {
+            println!("phase {:<20} ready", p.name);
+        } else {
+            println!("phase {:<20} missing {}", p.name, missing.join(", "));
+        }
+    }
     println!("cache dir:    {}", env.cache_dir.display());
     println!("download dir: {}", env.dl_dir.display());
     match qemu_tests::kvm_usable() {

@@ -16,21 +16,12 @@ pub fn run(common: &Common, _args: FetchArgs) -> Result<()> {
     // Every phase's sources are the same for both arches today; --arch is
     // accepted so that per-arch sources can join later.
     let _ = common.arches();
-    let mut packages = vec![
-        (toolchain::manifest(), "binutils"),
-        (toolchain::manifest(), "gcc"),
-        (toolchain::manifest(), "musl"),
-        (kernel::manifest(), "linux"),
-        (node_static::manifest(), "node"),
-    ];
-    for p in packages::Registry::builtin().all() {
-        packages.push((p.manifest.clone(), p.spec.source.as_str()));
-    }
+    let sources = crate::phases::sources();
     // Try every package before failing, so that one run lists everything
     // that is missing (an offline user copies all of it at once).
     let mut failures = Vec::new();
-    for (manifest, name) in &packages {
-        match nodeos_build::fetch::ensure(&mut fetcher, manifest, name) {
+    for src in &sources {
+        match nodeos_build::fetch::ensure(&mut fetcher, &src.manifest, &src.name) {
             Ok(r) => {
                 for s in r.all() {
                     println!("ok  {:<46} {} ({})", s.file, &s.sha256[..16], s.variant);
@@ -43,7 +34,7 @@ pub fn run(common: &Common, _args: FetchArgs) -> Result<()> {
         bail!(
             "{} of {} packages could not be fetched:\n{}",
             failures.len(),
-            packages.len(),
+            sources.len(),
             failures.join("\n")
         );
     }
@@ -57,41 +48,32 @@ pub struct CleanArgs {
     #[arg(long)]
     downloads: bool,
     /// Only these phases (repeat or comma list) [default: all]
-    #[arg(long = "phase", value_name = "PHASE", value_delimiter = ',', value_parser = PHASES)]
+    #[arg(long = "phase", value_name = "PHASE", value_delimiter = ',', value_parser = parse_phase)]
     phases: Vec<String>,
 }
 
 /// Every file name a source manifest declares, in every variant: what
 /// `clean --downloads` may remove from the download dir.
 fn source_files() -> BTreeSet<String> {
-    [
-        toolchain::manifest(),
-        kernel::manifest(),
-        node_static::manifest(),
-    ]
-    .into_iter()
-    .flat_map(|m| m.sources.into_iter().map(|s| s.file))
-    .collect()
+    crate::phases::sources()
+        .into_iter()
+        .flat_map(|s| s.manifest.sources.into_iter().map(|s| s.file))
+        .collect()
 }
 
-/// Every phase with outputs in the cache.
-const PHASES: [&str; 4] = ["toolchain", "kernel", "node", "initramfs"];
+fn parse_phase(s: &str) -> Result<String, String> {
+    crate::phases::parse_name(s).map_err(|e| e.to_string())
+}
 
 pub fn clean(common: &Common, a: CleanArgs) -> Result<()> {
     let env = common.env()?;
     // The ccache dir is kept: it is what makes a rebuild after a clean fast.
-    let phases: Vec<&str> = if a.phases.is_empty() {
-        PHASES
-            .into_iter()
-            .chain(
-                packages::Registry::builtin()
-                    .all()
-                    .map(|p| p.phase.as_str()),
-            )
-            .collect()
+    let phases: Vec<String> = if a.phases.is_empty() {
+        crate::phases::all().into_iter().map(|p| p.name).collect()
     } else {
-        a.phases.iter().map(String::as_str).collect()
+        a.phases
     };
+    let phases: Vec<&str> = phases.iter().map(String::as_str).collect();
     let downloads = a.downloads.then(source_files);
     let done = nodeos_build::cache::clean(&env, &phases, &common.arches(), downloads.as_ref())?;
     for r in &done.removed {

@@ -112,20 +112,15 @@ fn write_manifest(
     user_kernel: serde_json::Value,
 ) -> Result<()> {
     let mut inputs = Vec::new();
-    let sets = [
-        (
-            "toolchain",
-            toolchain::manifest(),
-            vec!["binutils", "gcc", "musl"],
-        ),
-        ("node", node_static::manifest(), vec!["node"]),
-        ("kernel", kernel::manifest(), vec!["linux"]),
-    ];
-    for (phase, m, names) in sets {
-        for n in names {
-            let r = fetch::choose(env, &m, n)?;
+    // Every source of every phase this image was built from.
+    for p in phases {
+        let Some(decl) = crate::phases::get(&p.name) else {
+            continue;
+        };
+        for src in &decl.sources {
+            let r = fetch::choose(env, &src.manifest, &src.name)?;
             for s in r.all() {
-                inputs.push(json!({ "phase": phase, "name": s.name, "version": s.version, "variant": s.variant, "file": s.file, "sha256": s.sha256 }));
+                inputs.push(json!({ "phase": p.name, "name": s.name, "version": s.version, "variant": s.variant, "file": s.file, "sha256": s.sha256 }));
             }
         }
     }

@@ -14,6 +14,7 @@ mod key_pins;
 mod model_report;
 mod node_cmd;
 mod node_test;
+mod phases;
 mod qemu_cmd;
 mod toolchain_cmd;
 mod verify;

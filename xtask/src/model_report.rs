@@ -75,7 +75,7 @@ fn published(env: &Env, arch: Arch) -> Vec<PathBuf> {
         return Vec::new();
     };
     let mut dirs = Vec::new();
-    for phase in ["toolchain", "node", "kernel"] {
+    for phase in [toolchain::PHASE, node_static::PHASE, kernel::PHASE] {
         if let Some(key) = all[phase]["key"].as_str() {
             let d = nodeos_build::cache::out_dir(env, phase, key);
             if d.is_dir() {
