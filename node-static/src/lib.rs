@@ -6,8 +6,11 @@ pub mod checks;
 pub mod recipe;
 
 use anyhow::{Context, Result};
-use nodeos_build::fetch::{self, Fetcher, Resolved};
-use nodeos_build::{Arch, Env, Key, Manifest, PhaseOutput, PhaseRun};
+use nodeos_build::driver::{self, Mode, SourceRef};
+use nodeos_build::fetch::Resolved;
+use nodeos_build::host::Need;
+use nodeos_build::publish::Outputs;
+use nodeos_build::{Arch, Env, Key, Manifest, Phase, PhaseDecl, PhaseOutput, Sources, StepCtx};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -19,26 +22,26 @@ pub fn manifest() -> Manifest {
 }
 
 /// The phase's name in the cache, logs and timings.
-pub const PHASE: &str = nodeos_build::driver::names::NODE;
+pub const PHASE: &str = driver::names::NODE;
 
 /// The node phase: its source, the toolchain and the library packages its
 /// recipe's variants link.
-pub fn decl() -> nodeos_build::PhaseDecl {
+pub fn decl() -> PhaseDecl {
     let recipe = Recipe::builtin();
     let mut depends = vec![toolchain::PHASE.to_string()];
     for v in recipe.variants.values() {
         for p in v.packages() {
-            let name = nodeos_build::driver::names::package(p);
+            let name = driver::names::package(p);
             if !depends.contains(&name) {
                 depends.push(name);
             }
         }
     }
-    nodeos_build::PhaseDecl {
+    PhaseDecl {
         name: PHASE.into(),
-        sources: vec![nodeos_build::driver::SourceRef::new(&manifest(), "node")],
+        sources: vec![SourceRef::new(&manifest(), "node")],
         depends,
-        host_tools: vec![nodeos_build::host::Need::Node],
+        host_tools: vec![Need::Node],
     }
 }
 
@@ -52,6 +55,9 @@ pub struct NodeBinary {
     pub node_unstripped: PathBuf,
     pub version: String,
     pub output: PhaseOutput,
+    /// The library packages it links, when built by this run or reused
+    /// (empty for a look-up of the published node).
+    pub packages: Vec<PhaseOutput>,
 }
 
 /// `package_keys` holds the key of each library package the variant links
@@ -64,7 +70,7 @@ pub fn key(
     package_keys: &BTreeMap<String, String>,
 ) -> Result<Key> {
     let recipe = Recipe::builtin();
-    let mut k = Key::new("node", recipe.recipe_version);
+    let mut k = Key::new(PHASE, recipe.recipe_version);
     k.str("arch", arch.name())
         .str("variant", node.variant())
         .dep("toolchain", toolchain_key);
@@ -102,112 +108,109 @@ pub fn key(
     Ok(k)
 }
 
+/// The node phase for one target: the toolchain, and the library packages
+/// the chosen source variant links.
+struct NodePhase<'a> {
+    arch: Arch,
+    tc: &'a toolchain::Toolchain,
+    /// The packages the variant links, built (empty for a look-up).
+    libs: BTreeMap<String, packages::Built>,
+    /// Their keys, by package name.
+    package_keys: BTreeMap<String, String>,
+}
+
+impl<'a> NodePhase<'a> {
+    fn new(arch: Arch, tc: &'a toolchain::Toolchain) -> NodePhase<'a> {
+        NodePhase {
+            arch,
+            tc,
+            libs: BTreeMap::new(),
+            package_keys: BTreeMap::new(),
+        }
+    }
+}
+
+impl Phase for NodePhase<'_> {
+    type Output = NodeBinary;
+
+    fn decl(&self) -> PhaseDecl {
+        decl()
+    }
+
+    fn arch(&self) -> Option<Arch> {
+        Some(self.arch)
+    }
+
+    /// The variant decides which packages node links: built for a build,
+    /// only keyed for a look-up.
+    fn prepare(&mut self, env: &Env, sources: &Sources, mode: Mode) -> Result<()> {
+        let registry = packages::Registry::builtin();
+        let tc_key = &self.tc.output.key;
+        let recipe = Recipe::builtin();
+        let variant = recipe.variant(sources.get("node").variant())?;
+        self.libs.clear();
+        self.package_keys.clear();
+        for name in variant.packages() {
+            let key = match mode {
+                Mode::Build => {
+                    let b = packages::build_with(env, registry, self.arch, name, self.tc)?;
+                    let key = b.output.key.clone();
+                    self.libs.insert(name.to_string(), b);
+                    key
+                }
+                Mode::Published => packages::chosen_key(env, registry, self.arch, name, tc_key)?,
+            };
+            self.package_keys.insert(name.to_string(), key);
+        }
+        Ok(())
+    }
+
+    fn key(&self, env: &Env, sources: &Sources) -> Result<Key> {
+        key(
+            env,
+            self.arch,
+            sources.get("node"),
+            &self.tc.output.key,
+            &self.package_keys,
+        )
+    }
+
+    fn outputs(&self) -> Outputs {
+        Outputs::named(&["node", "node.unstripped", "config.gypi"])
+    }
+
+    fn steps(&self, ctx: &mut StepCtx, sources: &Sources) -> Result<()> {
+        build::build(ctx, self.arch, sources.get("node"), self.tc, &self.libs)
+    }
+
+    fn output(&self, output: PhaseOutput, sources: &Sources) -> Result<NodeBinary> {
+        Ok(NodeBinary {
+            arch: self.arch,
+            node: output.dir.join("node"),
+            node_unstripped: output.dir.join("node.unstripped"),
+            version: sources.get("node").main.version.clone(),
+            output,
+            packages: self.libs.values().map(|b| b.output.clone()).collect(),
+        })
+    }
+
+    fn artifacts(&self, bin: &NodeBinary) -> Vec<(String, PathBuf)> {
+        vec![("node".into(), bin.node.clone())]
+    }
+}
+
 /// The static node for `arch` when it is already built; never builds or
 /// fetches anything (nor the toolchain its key depends on).
 pub fn published(env: &Env, arch: Arch) -> Result<Option<NodeBinary>> {
     let Some(tc) = toolchain::published(env, arch)? else {
         return Ok(None);
     };
-    let chosen = fetch::choose(env, &manifest(), "node")?;
-    let registry = packages::Registry::builtin();
-    let package_keys = Recipe::builtin()
-        .variant(chosen.variant())?
-        .packages()
-        .map(|name| {
-            Ok((
-                name.to_string(),
-                packages::chosen_key(env, registry, arch, name, &tc.output.key)?,
-            ))
-        })
-        .collect::<Result<BTreeMap<_, _>>>()?;
-    let phase = PhaseRun::new(
-        env,
-        "node",
-        Some(arch),
-        key(env, arch, &chosen, &tc.output.key, &package_keys)?,
-    );
-    Ok(phase.cached().map(|dir| NodeBinary {
-        arch,
-        node: dir.join("node"),
-        node_unstripped: dir.join("node.unstripped"),
-        version: chosen.main.version.clone(),
-        output: PhaseOutput {
-            name: "node".into(),
-            arch: Some(arch),
-            dir,
-            key: phase.key.hex(),
-            cached: true,
-            wall: std::time::Duration::ZERO,
-        },
-    }))
+    driver::published(env, NodePhase::new(arch, &tc))
 }
 
 /// Returns the static node for `arch`, building the toolchain, the
 /// library packages its variant links and node if they are not cached.
 pub fn build(env: &Env, arch: Arch) -> Result<NodeBinary> {
     let tc = toolchain::build(env, arch)?;
-    let m = manifest();
-    let chosen = fetch::choose(env, &m, "node")?;
-    let (libs, phase) = phase_for(env, arch, &chosen, &tc)?;
-    let (node_src, libs, phase) = if phase.cached().is_some() {
-        (chosen, libs, phase)
-    } else {
-        nodeos_build::host::require("the node phase", &[nodeos_build::host::Need::Node])?;
-        let mut fetcher = Fetcher::new(env)?;
-        let node_src = fetch::ensure(&mut fetcher, &m, "node")?;
-        // Fetching may settle on another variant, which links other
-        // packages.
-        let (libs, phase) = phase_for(env, arch, &node_src, &tc)?;
-        (node_src, libs, phase)
-    };
-    run(env, arch, phase, &node_src, &tc, &libs)
-}
-
-/// The library packages `src`'s variant links, built for `arch`, and the
-/// node phase they key.
-fn phase_for<'e>(
-    env: &'e Env,
-    arch: Arch,
-    src: &Resolved,
-    tc: &toolchain::Toolchain,
-) -> Result<(BTreeMap<String, packages::Built>, PhaseRun<'e>)> {
-    let registry = packages::Registry::builtin();
-    let libs = Recipe::builtin()
-        .variant(src.variant())?
-        .packages()
-        .map(|name| {
-            Ok((
-                name.to_string(),
-                packages::build_with(env, registry, arch, name, tc)?,
-            ))
-        })
-        .collect::<Result<BTreeMap<_, _>>>()?;
-    let package_keys: BTreeMap<String, String> = libs
-        .iter()
-        .map(|(n, b)| (n.clone(), b.output.key.clone()))
-        .collect();
-    let k = key(env, arch, src, &tc.output.key, &package_keys)?;
-    Ok((libs, PhaseRun::new(env, "node", Some(arch), k)))
-}
-
-fn run(
-    env: &Env,
-    arch: Arch,
-    phase: PhaseRun,
-    node_src: &Resolved,
-    tc: &toolchain::Toolchain,
-    libs: &BTreeMap<String, packages::Built>,
-) -> Result<NodeBinary> {
-    let output = phase
-        .outputs(&["node", "node.unstripped", "config.gypi"])
-        .run(|ctx| build::build(ctx, arch, node_src, tc, libs))?;
-    let bin = NodeBinary {
-        arch,
-        node: output.dir.join("node"),
-        node_unstripped: output.dir.join("node.unstripped"),
-        version: node_src.main.version.clone(),
-        output,
-    };
-    nodeos_build::util::symlink_force(&bin.node, &env.artifact_dir(arch).join("node"))?;
-    Ok(bin)
+    driver::build(env, NodePhase::new(arch, &tc))
 }

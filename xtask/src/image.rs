@@ -48,7 +48,9 @@ pub fn build(env: &Env, arch: Arch, user_kernel: Option<&Path>) -> Result<Image>
     }
     let node = node_static::build(env, arch)?;
     let tc = toolchain::build(env, arch)?; // cached by now: for the manifest
-    let mut phases = vec![tc.output.clone(), node.output.clone()];
+    let mut phases = vec![tc.output.clone()];
+    phases.extend(node.packages.iter().cloned());
+    phases.push(node.output.clone());
     let (bzimage, kernel_input) = match user_kernel {
         Some(p) => {
             kernel::check_user_bzimage_for(p, arch)?;
