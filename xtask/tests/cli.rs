@@ -724,3 +724,37 @@ fn clean_downloads_removes_only_what_the_project_put_there() {
     assert!(o.status.success(), "{o:?}");
     assert!(!default_dl.exists());
 }
+
+/// A library package's phase is a phase like any other for `clean`: named
+/// `pkg-<name>`, only it is removed; an unregistered name is refused with
+/// the list of phases.
+#[test]
+fn clean_takes_a_package_phase() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = d.path().join("cache");
+    let key = "d".repeat(64);
+    let mut outs = Vec::new();
+    for phase in ["pkg-brotli", "node"] {
+        let out = cache.join("out").join(phase).join(&key);
+        std::fs::create_dir_all(&out).unwrap();
+        let timings = format!(
+            r#"{{"phase":"{phase}","arch":"x86_64","key":"{key}","build_secs":1.0,"steps":[]}}"#
+        );
+        std::fs::write(out.join("timings.json"), timings).unwrap();
+        outs.push(out);
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["clean", "--phase", "pkg-brotli", "--arch", "x86_64"])
+        .env("NODEOS_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(!outs[0].exists(), "pkg-brotli's output is still there");
+    assert!(outs[1].exists(), "node's output was removed too");
+
+    let err = usage_error(&["clean", "--phase", "pkg-nonesuch"]);
+    assert!(
+        err.contains("pkg-nonesuch") && err.contains("pkg-brotli") && err.contains("toolchain"),
+        "{err}"
+    );
+}
