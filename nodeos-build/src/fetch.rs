@@ -399,7 +399,9 @@ pub fn http_download(url: &str, dest: &Path, sha256: &str, scratch: &Path) -> Re
 /// package cache. It never edits /etc and works as a non-root user.
 pub struct PrivateApt {
     dir: PathBuf,
-    updated: bool,
+    /// The foreign architectures the lists were refreshed with in this
+    /// process (`None`: not refreshed yet).
+    updated: Option<Vec<String>>,
 }
 
 impl PrivateApt {
@@ -408,15 +410,21 @@ impl PrivateApt {
         for sub in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
             create_dir_all(&dir.join(sub))?;
         }
-        Ok(PrivateApt {
-            dir,
-            updated: false,
-        })
+        Ok(PrivateApt { dir, updated: None })
     }
 
-    fn options(&self) -> Vec<String> {
+    /// `foreign`: architectures besides the host's whose packages are
+    /// wanted (a package named `name:i386`); apt then lists both.
+    fn options(&self, foreign: &[String]) -> Vec<String> {
         let d = self.dir.display();
-        vec![
+        let mut arches = Vec::new();
+        if !foreign.is_empty() {
+            for a in std::iter::once(native_deb_arch()).chain(foreign.iter().cloned()) {
+                arches.push("-o".into());
+                arches.push(format!("APT::Architectures::={a}"));
+            }
+        }
+        let mut opts = vec![
             "-o".into(),
             "Dir::Etc::SourceList=/dev/null".into(),
             "-o".into(),
@@ -429,7 +437,9 @@ impl PrivateApt {
             "-o".into(),
             "Debug::NoLocking=1".into(),
             "-q".into(),
-        ]
+        ];
+        opts.extend(arches);
+        opts
     }
 
     fn write_sources(&self, suite: &str) -> Result<bool> {
@@ -466,9 +476,9 @@ impl PrivateApt {
             .unwrap_or_default()
     }
 
-    fn run(&self, args: &[&str], cwd: &Path) -> Result<()> {
+    fn run(&self, args: &[&str], cwd: &Path, foreign: &[String]) -> Result<()> {
         let out = Command::new("apt-get")
-            .args(self.options())
+            .args(self.options(foreign))
             .args(args)
             .current_dir(cwd)
             .output()
@@ -485,9 +495,9 @@ impl PrivateApt {
         Ok(())
     }
 
-    fn update(&mut self) -> Result<()> {
-        self.run(&["update"], &self.dir.clone())?;
-        self.updated = true;
+    fn update(&mut self, foreign: &[String]) -> Result<()> {
+        self.run(&["update"], &self.dir.clone(), foreign)?;
+        self.updated = Some(foreign.to_vec());
         Ok(())
     }
 
@@ -497,24 +507,51 @@ impl PrivateApt {
             || fs::read_dir(self.dir.join("lists"))
                 .map(|rd| rd.flatten().filter(|e| e.path().is_file()).count() < 2)
                 .unwrap_or(true);
-        if stale && !self.updated {
-            self.update()?;
+        // `nodejs:i386`: a package of another architecture, whose list
+        // the private apt fetches only when such a package is asked for.
+        let foreign: Vec<String> = d
+            .package
+            .split_once(':')
+            .map(|(_, arch)| vec![arch.to_string()])
+            .unwrap_or_default();
+        let refreshed = |updated: &Option<Vec<String>>| {
+            updated
+                .as_ref()
+                .is_some_and(|u| foreign.iter().all(|a| u.contains(a)))
+        };
+        if stale && !refreshed(&self.updated) {
+            self.update(&foreign)?;
         }
         let spec = format!("{}={}", d.package, d.version);
         let args: Vec<&str> = match d.kind {
             DebianKind::Binary => vec!["download", &spec],
             DebianKind::Source => vec!["source", "--download-only", &spec],
         };
-        match self.run(&args, into) {
+        match self.run(&args, into, &foreign) {
             Ok(()) => Ok(()),
-            // Lists may be old: refresh once and retry.
-            Err(_) if !self.updated => {
-                self.update()?;
-                self.run(&args, into)
+            // Lists may be old, or lack that architecture: refresh once and
+            // retry.
+            Err(_) if !refreshed(&self.updated) => {
+                self.update(&foreign)?;
+                self.run(&args, into, &foreign)
             }
             Err(e) => Err(e),
         }
     }
+}
+
+/// The host's Debian architecture name (`amd64` on x86_64), which apt
+/// keeps listing beside a foreign one.
+fn native_deb_arch() -> String {
+    Command::new("dpkg")
+        .arg("--print-architecture")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "amd64".to_string())
 }
 
 struct Mirror {

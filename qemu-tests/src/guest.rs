@@ -229,6 +229,11 @@ impl Guest {
         Ok(status)
     }
 
+    /// Whether QEMU has exited (reaped now if so); never waits.
+    pub fn has_exited(&mut self) -> bool {
+        self.try_reap(Duration::ZERO).is_some()
+    }
+
     /// Lets a kernel panic (any, including init exiting) pass.
     pub fn expect_panic(&mut self) -> &mut Self {
         self.allow(Fatal::KernelPanic).allow(Fatal::InitExited)
@@ -363,30 +368,82 @@ impl Drop for Guest {
     }
 }
 
+/// How an interactive run ended.
+#[derive(Debug, Clone, Copy)]
+pub struct InteractiveEnd {
+    /// QEMU's exit status.
+    pub qemu: ExitStatus,
+    /// How init ended, when the kernel said so on the console (no status
+    /// when QEMU was quit with `Ctrl-A x`).
+    pub app: Option<crate::app::AppStatus>,
+}
+
 /// Boots `cfg` with the console on this terminal, until QEMU exits.
 ///
 /// Quit with `Ctrl-A x` (QEMU's escape; `Ctrl-A c` toggles the QEMU
 /// monitor), or with `process.exit()` at the Node prompt: init exits, the
-/// kernel panics and QEMU exits (`-no-reboot`, `panic=-1`). Nothing is
-/// logged to a file in this mode.
-pub fn run_interactive(cfg: &QemuConfig) -> anyhow::Result<()> {
+/// kernel panics and QEMU exits (`-no-reboot`, `panic=-1`). The console
+/// passes through this process on its way to the terminal, which is how
+/// the init's exit status is read; nothing is logged to a file.
+pub fn run_interactive(cfg: &QemuConfig) -> anyhow::Result<InteractiveEnd> {
     let (mut cmd, accel) = checked_qemu_command(cfg)?;
     // `mon:stdio` multiplexes the monitor on the terminal, which gives the
     // Ctrl-A escape (`-nographic` would add the same, but `-nodefaults`
-    // turns its serial port off).
+    // turns its serial port off). QEMU reads keys from stdin (the terminal,
+    // which it puts in raw mode) and writes to stdout (our pipe).
     cmd.args(["-nodefaults", "-display", "none", "-serial", "mon:stdio"]);
+    cmd.stdout(Stdio::piped());
     set_parent_death_signal(&mut cmd);
     eprintln!(
         "booting the {} image ({}); quit with Ctrl-A x, or process.exit() at the Node prompt",
         cfg.arch, accel.reason
     );
-    let status = cmd
-        .status()
+    let mut child = cmd
+        .spawn()
         .map_err(|err| spawn_error(err, cfg.arch.qemu_system()))?;
-    if !status.success() {
-        bail!("{} ended with {status}", cfg.arch.qemu_system());
+    let console = child.stdout.take().expect("stdout is piped");
+    let app = pass_through_console(console, std::io::stdout().lock());
+    let qemu = child
+        .wait()
+        .with_context(|| format!("waiting for {}", cfg.arch.qemu_system()))?;
+    Ok(InteractiveEnd { qemu, app })
+}
+
+/// Copies the console to `out` as it comes, and returns init's exit status
+/// if the kernel printed it.
+fn pass_through_console(
+    mut console: impl std::io::Read,
+    mut out: impl Write,
+) -> Option<crate::app::AppStatus> {
+    let mut buf = [0u8; 4096];
+    let mut line: Vec<u8> = Vec::new();
+    let mut status = None;
+    loop {
+        let n = match console.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        // The terminal may be gone; the console is still read to the end so
+        // that QEMU never blocks on a full pipe.
+        let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                let text = console::clean_line(&line);
+                if let Some(s) = crate::app::AppStatus::from_console_line(&text) {
+                    status = Some(s);
+                }
+                line.clear();
+            } else if line.len() < 1024 {
+                line.push(b);
+            }
+        }
     }
-    Ok(())
+    if status.is_none() && !line.is_empty() {
+        status = crate::app::AppStatus::from_console_line(&console::clean_line(&line));
+    }
+    status
 }
 
 /// The QEMU command line common to both modes, without the console options.
@@ -405,6 +462,9 @@ fn qemu_command(cfg: &QemuConfig, accel: Accel) -> Command {
         .arg("-append")
         .arg(cfg.kernel_cmdline())
         .arg("-no-reboot");
+    if let Some(net) = &cfg.network {
+        cmd.args(net.qemu_args());
+    }
     cmd
 }
 

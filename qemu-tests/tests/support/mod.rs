@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod debian_node_fixture;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -44,16 +46,21 @@ pub fn kernel(arch: Arch) -> PathBuf {
     if let Some((_, p)) = built.iter().find(|(a, _)| *a == arch) {
         return p.clone();
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_owned();
-    let env = nodeos_build::Env::new(&root, None, false, false).expect("resolving the cache dirs");
+    let env = nodeos_build::Env::new(&workspace_root(), None, false, false)
+        .expect("resolving the cache dirs");
     let k = kernel::build(&env, arch).unwrap_or_else(|e| {
         panic!("\n\n*** NO KERNEL FOR {arch}: building it failed: {e:#}\nOr set {var} to a bzImage.\n\n")
     });
     built.push((arch, k.bzimage.clone()));
     k.bzimage
+}
+
+/// The repository's root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
 }
 
 /// Where test artifacts go: `<target>/tmp/qemu-tests`.
