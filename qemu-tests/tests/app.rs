@@ -43,7 +43,7 @@ impl Drop for Booted {
 }
 
 fn boot(arch: Arch, app: &App, name: &str, forwards: Vec<PortForward>) -> Booted {
-    let initrd = initramfs_with_app(arch, app);
+    let initrd = initramfs_with_app(arch, Some(app));
     let mut cfg = support::config(arch, initrd.clone(), &format!("{name}-{arch}"));
     cfg.memory_mib = FIXTURE_MEMORY_MIB;
     cfg.network = Some(Network::with_forwards(forwards));
@@ -352,6 +352,51 @@ fn our_node_serves_the_example(arch: Arch) {
             assert_eq!(doc["pid"], 1);
         }
         HttpWait::AppExited(end) => panic!("ended with {}", end.status),
+    }
+}
+
+/// Not a check: boot → REPL prompt of the fixture node, to compare
+/// kernels (`NODEOS_TEST_KERNEL_<ARCH>`). `NODEOS_MEASURE_NIC=1` boots with
+/// the NIC and `ip=dhcp` (as `cargo xtask` now does), `0` without (as it
+/// did before the network); `NODEOS_MEASURE_BOOTS` boots per arch (5).
+#[test]
+#[ignore = "a measurement, not a check: run by hand with --ignored --nocapture"]
+fn measure_fixture_boot_to_prompt() {
+    let nic = std::env::var("NODEOS_MEASURE_NIC").is_ok_and(|v| v == "1");
+    let boots: usize = std::env::var("NODEOS_MEASURE_BOOTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    for arch in [Arch::I386, Arch::X86_64] {
+        if std::env::var_os(support::kernel_var(arch)).is_none() {
+            println!(
+                "[measure] {arch}: SKIPPED (no {} set)",
+                support::kernel_var(arch)
+            );
+            continue;
+        }
+        let initrd = initramfs_with_app(arch, None);
+        let mut runs = Vec::new();
+        for i in 0..boots {
+            let mut cfg = support::config(arch, initrd.clone(), &format!("measure-{arch}-{i}"));
+            cfg.memory_mib = FIXTURE_MEMORY_MIB;
+            if nic {
+                cfg.network = Some(Network::default());
+            }
+            let mut g = Guest::launch(&cfg).unwrap();
+            runs.push(
+                qemu_tests::node_checks::wait_for_prompt(&mut g)
+                    .unwrap()
+                    .as_secs_f64(),
+            );
+        }
+        let _ = std::fs::remove_file(&initrd);
+        let mut sorted = runs.clone();
+        sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!(
+            "[measure] {arch} nic={nic}: boot to prompt median {:.2} s, runs {runs:.2?}",
+            sorted[sorted.len() / 2]
+        );
     }
 }
 

@@ -138,7 +138,7 @@ pub fn build(
     symlink_force(&node.node, &art.join("node"))?;
     let manifest = art.join("manifest.json");
     let init_args = app.map(|a| a.init_args()).unwrap_or_default();
-    let boot = boot_json(app, &init_args)?;
+    let boot = boot_json(arch, app, &init_args)?;
     write_manifest(
         env,
         arch,
@@ -233,8 +233,12 @@ fn write_manifest(
 /// The manifest's `boot` record: the kernel command line this image needs
 /// (as `run` passes it: the NIC configured by the kernel, the app's entry
 /// after `--`), and the app that is in it.
-fn boot_json(app: Option<&initramfs::App>, init_args: &[String]) -> Result<serde_json::Value> {
-    let mut cfg = qemu_tests::QemuConfig::new(Arch::X86_64, "", "", Path::new(""));
+fn boot_json(
+    arch: Arch,
+    app: Option<&initramfs::App>,
+    init_args: &[String],
+) -> Result<serde_json::Value> {
+    let mut cfg = qemu_tests::QemuConfig::new(arch, "", "", Path::new(""));
     cfg.network = Some(qemu_tests::Network::default());
     cfg.init_args = init_args.to_vec();
     let app = match app {

@@ -297,11 +297,15 @@ fn interpreter(elf: &Path) -> anyhow::Result<String> {
 }
 
 /// A test initramfs: `app` laid out by the product's code around the
-/// fixture node as `/init`, plus the node's support files, written by the
-/// product's writer with its default compression.
-pub fn initramfs_with_app(arch: Arch, app: &App) -> PathBuf {
+/// fixture node as `/init` (the REPL layout without an app), plus the
+/// node's support files, written by the product's writer with its default
+/// compression.
+pub fn initramfs_with_app(arch: Arch, app: Option<&App>) -> PathBuf {
     let node = debian_node(arch);
-    let mut entries = initramfs::app_layout(&node.node, app);
+    let mut entries = match app {
+        Some(app) => initramfs::app_layout(&node.node, app),
+        None => initramfs::nodeos_layout(&node.node),
+    };
     entries.extend_from_slice(&node.support);
     let out = super::work_dir().join(super::unique(&format!("fixture-initramfs-{arch}")));
     let opts = initramfs::Options::from_env().expect("initramfs options from the environment");
