@@ -34,6 +34,7 @@ pub mod app;
 mod bench;
 mod compress;
 pub mod newc;
+mod output;
 mod reader;
 mod tree;
 
@@ -233,16 +234,18 @@ pub fn write_archive<W: Write>(entries: &[Entry], opts: &Options, out: W) -> Res
 /// to a temporary file in the same directory, synced, and renamed over
 /// `path` only when complete. On error nothing is left behind, so a partial
 /// archive can never be mistaken for a finished one.
+///
+/// `path` must be absent or a regular file this user may write, and not
+/// one of the archive's inputs (it would be destroyed). Temporary files of
+/// writers that were killed in the same directory are removed first; one
+/// stopped by SIGINT, SIGTERM or SIGHUP removes its own.
 pub fn write_archive_to_path(entries: &[Entry], opts: &Options, path: &Path) -> Result<WriteStats> {
+    output::check_destination(path, entries)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".initramfs-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {} for the initramfs; check that the directory exists and is writable", dir.display()))?;
+    let mut tmp = output::TempOutput::create_in(dir)?;
     let stats = write_archive(entries, opts, tmp.as_file_mut())
         .with_context(|| format!("writing initramfs {}", path.display()))?;
     let file = tmp.as_file();
@@ -253,9 +256,7 @@ pub fn write_archive_to_path(entries: &[Entry], opts: &Options, path: &Path) -> 
         .with_context(|| format!("setting permissions of {}", tmp.path().display()))?;
     file.sync_all()
         .with_context(|| format!("syncing {} to disk", tmp.path().display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("renaming the finished initramfs to {}", path.display()))?;
+    tmp.persist(path)?;
     // Make the rename itself durable; failure here is harmless to
     // correctness (the file is complete either way), so it is not an error.
     if let Ok(d) = fs::File::open(dir) {

@@ -431,7 +431,8 @@ fn assert_device_refused(dir: &Path) {
 
 #[test]
 fn symlinks_leaving_the_app_are_refused() {
-    let cases: &[(&str, &str, fn(&AppError) -> bool)] = &[
+    type IsExpected = fn(&AppError) -> bool;
+    let cases: &[(&str, &str, IsExpected)] = &[
         ("abs", "/etc/passwd", |e| {
             matches!(e, AppError::AbsoluteSymlink { .. })
         }),

@@ -6,6 +6,7 @@
 use crate::config;
 use anyhow::{bail, Context, Result};
 use nodeos_build::fetch::{verify, Resolved};
+use nodeos_build::jobrec::RecipeShell;
 use nodeos_build::tree;
 use nodeos_build::util::{create_dir_all, remove_path};
 use nodeos_build::{Arch, StepCtx};
@@ -173,17 +174,19 @@ pub(crate) fn build(ctx: &mut StepCtx, plan: &Plan) -> Result<()> {
         }
     })?;
 
+    let image = &arch.target().kernel_image;
+    // The step keeps its name (stamps of interrupted builds refer to it).
     ctx.resumable_step("bzimage", |ctx| {
         let mut c = kmake(&src, &obj, arch);
-        c.arg(format!("-j{jobs}")).arg("bzImage");
-        ctx.run(c)
+        c.arg(format!("-j{jobs}")).arg(&image.make_target);
+        nodeos_build::jobrec::run_make(ctx, "bzimage", c, RecipeShell::Sh, jobs)
     })?;
 
     ctx.step("collect", |ctx| {
         create_dir_all(&stage)?;
-        let bz = obj.join("arch/x86/boot/bzImage");
-        crate::check_user_bzimage_for(&bz, arch)?;
-        copy(&bz, &stage.join("bzImage"))?;
+        let built = obj.join(&image.path);
+        crate::check_user_bzimage_for(&built, arch)?;
+        copy(&built, &stage.join(crate::image_file_name(arch)))?;
         copy(&obj.join(".config"), &stage.join("config"))?;
         // With BLK_DEV_INITRD the kernel builds usr/gen_init_cpio for its
         // built-in (empty) initramfs; should a config ever skip it, build
@@ -198,8 +201,9 @@ pub(crate) fn build(ctx: &mut StepCtx, plan: &Plan) -> Result<()> {
             ctx.run(c)?;
         }
         copy(&gen, &stage.join("gen_init_cpio"))?;
-        let size = std::fs::metadata(stage.join("bzImage"))?.len();
-        ctx.log(&format!("bzImage: {size} bytes"));
+        let name = crate::image_file_name(arch);
+        let size = std::fs::metadata(stage.join(&name))?.len();
+        ctx.log(&format!("{name}: {size} bytes"));
         Ok(())
     })?;
     Ok(())

@@ -7,6 +7,7 @@
 //! sectors of the image.
 
 use anyhow::{bail, Context, Result};
+use nodeos_build::arch::KernelImageFormat;
 use nodeos_build::Arch;
 use std::io::Read;
 use std::path::Path;
@@ -37,13 +38,13 @@ pub struct BzImageInfo {
 }
 
 impl BzImageInfo {
-    /// The arch whose userspace this kernel runs.
-    pub fn arch(&self) -> Arch {
-        if self.is_64bit {
-            Arch::X86_64
-        } else {
-            Arch::I386
-        }
+    /// The arch whose userspace this kernel runs: the bzImage target of
+    /// the kernel's word size.
+    pub fn arch(&self) -> Option<Arch> {
+        let class = if self.is_64bit { 64 } else { 32 };
+        Arch::all().into_iter().find(|a| {
+            a.target().kernel_image.format == KernelImageFormat::Bzimage && a.elf_class() == class
+        })
     }
 }
 
@@ -98,15 +99,18 @@ pub fn check_user_bzimage(path: &Path) -> Result<()> {
 /// cannot run the x86_64 node.
 pub fn check_user_bzimage_for(path: &Path, arch: Arch) -> Result<()> {
     let info = bzimage_info(path)?;
-    if info.arch() != arch {
-        bail!(
-            "{} is an {} kernel, but it is to boot the {arch} system; pass an {arch} bzImage (or use --arch {})",
+    let bits = if info.is_64bit { 64 } else { 32 };
+    match info.arch() {
+        Some(found) if found == arch => Ok(()),
+        Some(found) => bail!(
+            "{} is an {found} kernel, but it is to boot the {arch} system; pass an {arch} bzImage (or use --arch {found})",
             path.display(),
-            info.arch(),
-            info.arch()
-        );
+        ),
+        None => bail!(
+            "{} is a {bits}-bit bzImage, but no target boots one; pass an {arch} bzImage",
+            path.display()
+        ),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod config;
 
 use anyhow::{Context, Result};
 use nodeos_build::fetch::{self, Fetcher, Resolved};
+use nodeos_build::host::HostCompiler;
 use nodeos_build::{Arch, Env, Key, Manifest, Phase, PhaseOutput};
 use std::path::PathBuf;
 
@@ -50,12 +51,20 @@ impl Kernel {
         let dir = &output.dir;
         Kernel {
             arch,
-            bzimage: dir.join("bzImage"),
+            bzimage: dir.join(image_file_name(arch)),
             config: dir.join("config"),
             gen_init_cpio: dir.join("gen_init_cpio"),
             output,
         }
     }
+}
+
+/// The kernel image's file name in the phase's output and in
+/// `target/nodeos/<arch>/`: the name of the file the target's build makes
+/// (`bzImage` on x86).
+pub fn image_file_name(arch: Arch) -> String {
+    let path = &arch.target().kernel_image.path;
+    path.rsplit('/').next().unwrap_or(path).to_string()
 }
 
 /// Where the repository's fragments live.
@@ -90,7 +99,13 @@ pub(crate) fn make_vars(arch: Arch) -> Vec<String> {
 /// The cache key: the source (and any project patches for it), the
 /// fragments' bytes in order, the arch, the make invocation, the host
 /// compiler and linker, and the recipe version.
-pub fn key(env: &Env, arch: Arch, source: &Resolved, fragments: &[PathBuf]) -> Result<Key> {
+pub fn key(
+    env: &Env,
+    arch: Arch,
+    source: &Resolved,
+    fragments: &[PathBuf],
+    host: &HostCompiler,
+) -> Result<Key> {
     let mut k = Key::new(PHASE, RECIPE_VERSION);
     k.str("arch", arch.name());
     for s in source.all() {
@@ -115,21 +130,9 @@ pub fn key(env: &Env, arch: Arch, source: &Resolved, fragments: &[PathBuf]) -> R
             .collect::<Vec<_>>(),
     );
     k.list("make", &make_vars(arch));
-    k.str("host-cc", &first_line_of("gcc", "--version"));
-    k.str("host-ld", &first_line_of("ld", "--version"));
+    k.str("host-cc", &host.cc);
+    k.str("host-ld", &host.ld);
     Ok(k)
-}
-
-/// The first line a host tool prints about its version ("unknown" if it
-/// cannot run: the phase's host check reports that properly).
-fn first_line_of(program: &str, arg: &str) -> String {
-    std::process::Command::new(program)
-        .arg(arg)
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(String::from))
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Returns the kernel for `arch` built from the repository's fragments,
@@ -137,7 +140,10 @@ fn first_line_of(program: &str, arg: &str) -> String {
 /// `target/nodeos/<arch>/bzImage` to it.
 pub fn build(env: &Env, arch: Arch) -> Result<Kernel> {
     let k = build_inner(env, arch, &[])?;
-    nodeos_build::util::symlink_force(&k.bzimage, &env.artifact_dir(arch).join("bzImage"))?;
+    nodeos_build::util::symlink_force(
+        &k.bzimage,
+        &env.artifact_dir(arch).join(image_file_name(arch)),
+    )?;
     Ok(k)
 }
 
@@ -155,28 +161,42 @@ fn build_inner(env: &Env, arch: Arch, extra: &[PathBuf]) -> Result<Kernel> {
     let requested = config::load_fragments(&fragments)?;
 
     let m = manifest();
+    let host = HostCompiler::probe();
     let chosen = fetch::choose(env, &m, "linux")?;
-    let phase = Phase::new(env, PHASE, Some(arch), key(env, arch, &chosen, &fragments)?);
+    let phase = Phase::new(
+        env,
+        PHASE,
+        Some(arch),
+        key(env, arch, &chosen, &fragments, &host)?,
+    );
     let (source, phase) = if phase.cached().is_some() {
         (chosen, phase)
     } else {
         nodeos_build::host::require("the kernel phase", &[nodeos_build::host::Need::Kernel])?;
         let mut fetcher = Fetcher::new(env)?;
         let source = fetch::ensure(&mut fetcher, &m, "linux")?;
-        let phase = Phase::new(env, PHASE, Some(arch), key(env, arch, &source, &fragments)?);
+        let phase = Phase::new(
+            env,
+            PHASE,
+            Some(arch),
+            key(env, arch, &source, &fragments, &host)?,
+        );
         (source, phase)
     };
-    let output = phase.run(|ctx| {
-        build::build(
-            ctx,
-            &build::Plan {
-                arch,
-                source: &source,
-                fragments: &fragments,
-                requested: &requested,
-            },
-        )
-    })?;
+    let image = image_file_name(arch);
+    let output = phase
+        .outputs(&[&image, "config", "gen_init_cpio"])
+        .run(|ctx| {
+            build::build(
+                ctx,
+                &build::Plan {
+                    arch,
+                    source: &source,
+                    fragments: &fragments,
+                    requested: &requested,
+                },
+            )
+        })?;
     let kernel = Kernel::at(arch, output);
     check_user_bzimage_for(&kernel.bzimage, arch)
         .with_context(|| format!("the kernel phase's output {}", kernel.output.dir.display()))?;
@@ -211,7 +231,7 @@ mod tests {
     #[test]
     fn repo_fragments_parse_and_explain_themselves() {
         let (_d, env) = repo_env();
-        for arch in Arch::ALL {
+        for arch in Arch::all() {
             let frags = default_fragments(&env, arch);
             let merged = config::load_fragments(&frags).unwrap();
             assert!(
@@ -265,23 +285,33 @@ mod tests {
         let extra = d.path().join("extra.config");
         std::fs::write(&extra, "# why\nCONFIG_A=y\n").unwrap();
         let mut frags = default_fragments(&env, Arch::X86_64);
-        let base = key(&env, Arch::X86_64, &source, &frags).unwrap().hex();
+        let base = key(&env, Arch::X86_64, &source, &frags, &HostCompiler::probe())
+            .unwrap()
+            .hex();
         assert_eq!(
             base,
-            key(&env, Arch::X86_64, &source, &frags).unwrap().hex()
+            key(&env, Arch::X86_64, &source, &frags, &HostCompiler::probe())
+                .unwrap()
+                .hex()
         );
         assert_ne!(
             base,
-            key(&env, Arch::I386, &source, &frags).unwrap().hex(),
+            key(&env, Arch::I386, &source, &frags, &HostCompiler::probe())
+                .unwrap()
+                .hex(),
             "arch"
         );
         frags.push(extra.clone());
-        let with_extra = key(&env, Arch::X86_64, &source, &frags).unwrap().hex();
+        let with_extra = key(&env, Arch::X86_64, &source, &frags, &HostCompiler::probe())
+            .unwrap()
+            .hex();
         assert_ne!(base, with_extra, "an extra fragment");
         std::fs::write(&extra, "# why\nCONFIG_A=m\n").unwrap();
         assert_ne!(
             with_extra,
-            key(&env, Arch::X86_64, &source, &frags).unwrap().hex(),
+            key(&env, Arch::X86_64, &source, &frags, &HostCompiler::probe())
+                .unwrap()
+                .hex(),
             "a fragment byte"
         );
     }

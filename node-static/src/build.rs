@@ -1,14 +1,17 @@
 //! The steps that build a static node: prepare the tree (restoring what a
-//! Debian repack removed), build brotli, configure, make the `node` target
-//! (resumable), install stripped + unstripped, check on the host.
+//! Debian repack removed), configure (linking the variant's library
+//! packages), make the `node` target (resumable), install stripped +
+//! unstripped, check on the host.
 
 use crate::checks;
 use crate::recipe::{self, ConfigurePaths, Recipe};
 use anyhow::{bail, Context, Result};
 use nodeos_build::fetch::{verify, Resolved};
-use nodeos_build::util::{create_dir_all, remove_path};
+use nodeos_build::jobrec::RecipeShell;
+use nodeos_build::util::create_dir_all;
 use nodeos_build::{tree, Arch, Source, StepCtx};
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -40,34 +43,30 @@ fn python() -> PathBuf {
     }
 }
 
-pub fn build(ctx: &mut StepCtx, arch: Arch, node: &Resolved, tc: &Toolchain) -> Result<()> {
+/// `libs` holds the published library packages the variant links, by name.
+pub fn build(
+    ctx: &mut StepCtx,
+    arch: Arch,
+    node: &Resolved,
+    tc: &Toolchain,
+    libs: &BTreeMap<String, packages::Built>,
+) -> Result<()> {
     let recipe = Recipe::builtin();
     let variant = recipe.variant(node.variant())?.clone();
     let b = ctx.build_dir().to_path_buf();
     let src = b.join("node");
-    let launcher = ctx.env.cc_launcher()?;
     let py = python();
     let cflags = recipe.arch_flags(arch)?.cflags.clone();
-    let mut env = recipe::build_env(&tc.env_vars(), launcher.as_deref(), &py, &cflags);
-    if launcher
-        .as_deref()
-        .is_some_and(|l| l.ends_with("ccache") && !l.ends_with("sccache"))
-    {
-        // One cache for every build dir and checkout: paths under the tree
-        // are hashed relative to it, so a fresh build dir hits.
-        env.push((
-            "CCACHE_DIR".into(),
-            nodeos_build::cache::ccache_dir(&ctx.env)
-                .display()
-                .to_string(),
-        ));
-        env.push(("CCACHE_BASEDIR".into(), src.display().to_string()));
-        env.push(("CCACHE_NOHASHDIR".into(), "true".into()));
-        env.push((
-            "CCACHE_MAXSIZE".into(),
-            std::env::var("CCACHE_MAXSIZE").unwrap_or_else(|_| "20G".into()),
-        ));
-    }
+    // Checked before anything is built: a launcher that cannot work says so
+    // now, in one line.
+    let launch = nodeos_build::launcher::setup_from_env(&ctx.env, &tc.compilers(), &src)?;
+    let mut env = recipe::build_env(
+        &tc.env_vars(),
+        launch.as_ref().map(|l| l.prefix.as_str()),
+        &py,
+        &cflags,
+    );
+    env.extend(launch.map(|l| l.env).unwrap_or_default());
     // Nothing from the user's shell leaks in; the recipe's variables
     // (compilers, flags, launcher) are set explicitly.
     let cmd = |program: &str, cwd: &Path| {
@@ -82,25 +81,20 @@ pub fn build(ctx: &mut StepCtx, arch: Arch, node: &Resolved, tc: &Toolchain) -> 
         prepare_source(ctx, node, &variant, &src)
     })?;
 
-    let brotli_dir = b.join("brotli");
-    if let Some(brotli_src) = &variant.brotli {
-        let s = with_source(node, brotli_src)?.clone();
-        ctx.step("brotli", |ctx| {
-            build_brotli(
-                ctx,
-                &verified(ctx, &s)?,
-                &b.join("brotli-src"),
-                &brotli_dir,
-                tc,
-            )
-        })?;
-    }
     let icu = match &variant.icu {
         Some(name) => Some(verified(ctx, with_source(node, name)?)?),
         None => None,
     };
     let paths = ConfigurePaths {
-        brotli: variant.brotli.as_ref().map(|_| brotli_dir.clone()),
+        brotli: match &variant.brotli {
+            Some(name) => Some(
+                libs.get(name)
+                    .with_context(|| format!("the library package {name} was not built"))?
+                    .dir
+                    .clone(),
+            ),
+            None => None,
+        },
         icu_source: icu,
     };
     let args = recipe::configure_args(&recipe, arch, node.variant(), &paths)?;
@@ -143,7 +137,7 @@ pub fn build(ctx: &mut StepCtx, arch: Arch, node: &Resolved, tc: &Toolchain) -> 
             &format!("-j{jobs}"),
             &target,
         ]);
-        ctx.run(c)
+        nodeos_build::jobrec::run_make(ctx, "make", c, RecipeShell::Sh, jobs)
     });
     ctx.progress.set_counter(None);
     made?;
@@ -194,11 +188,7 @@ pub fn prepare_source(
     if let Some(series_src) = &variant.patch_series {
         let a = verified(ctx, with_source(node, series_src)?)?;
         let pkg = b.join("debian-package");
-        remove_path(&pkg)?;
-        create_dir_all(&pkg)?;
-        let mut c = Command::new("tar");
-        c.arg("-xf").arg(&a).arg("-C").arg(&pkg);
-        ctx.run(c)?;
+        tree::unpack(ctx, &a, &pkg)?;
         let patches = pkg.join("debian/patches");
         let series = std::fs::read_to_string(patches.join("series"))
             .context("reading debian/patches/series")?;
@@ -249,54 +239,6 @@ pub fn set_version_header(path: &Path, version: &str) -> Result<()> {
     }
     std::fs::write(path, out.join("\n") + "\n")?;
     Ok(())
-}
-
-/// brotli's C sources compiled with the target toolchain into three static
-/// libraries, as node's --shared-brotli expects.
-fn build_brotli(
-    ctx: &mut StepCtx,
-    archive: &Path,
-    src: &Path,
-    out: &Path,
-    tc: &Toolchain,
-) -> Result<()> {
-    tree::extract(ctx, archive, src)?;
-    remove_path(out)?;
-    create_dir_all(&out.join("lib"))?;
-    let objs = out.join("obj");
-    for part in ["common", "dec", "enc"] {
-        let dir = objs.join(part);
-        create_dir_all(&dir)?;
-        let mut sources: Vec<PathBuf> = std::fs::read_dir(src.join("c").join(part))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "c"))
-            .collect();
-        sources.sort();
-        let mut objects = Vec::new();
-        for s in &sources {
-            let o = dir.join(s.file_stem().expect("file").to_string_lossy().to_string() + ".o");
-            let mut c = Command::new(tc.tool("gcc"));
-            c.args(["-O2", "-c"])
-                .arg("-I")
-                .arg(src.join("c/include"))
-                .arg(s)
-                .arg("-o")
-                .arg(&o);
-            ctx.run(c)?;
-            objects.push(o);
-        }
-        let mut c = Command::new(tc.tool("ar"));
-        c.arg("rcs")
-            .arg(out.join("lib").join(format!("libbrotli{part}.a")))
-            .args(&objects);
-        ctx.run(c)?;
-    }
-    let mut c = Command::new("cp");
-    c.arg("-R")
-        .arg(src.join("c/include"))
-        .arg(out.join("include"));
-    ctx.run(c)
 }
 
 /// How many objects the make target needs in all: those already in

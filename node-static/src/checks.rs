@@ -19,6 +19,16 @@ console.log('zlib=' + (zlib.inflateSync(packed).toString() === input.repeat(50))
 console.log('brotli=' + (zlib.brotliDecompressSync(zlib.brotliCompressSync(input)).toString() === input));
 console.log('intl=' + (typeof Intl === 'object' ? new Intl.NumberFormat('en-US').format(1234567.891) : 'none'));
 console.log('snapshot=' + process.config.variables.node_use_node_snapshot);
+let nodeos;
+try {
+  const m = require('node:nodeos');
+  nodeos = typeof m.mount + ',' + typeof m.reboot + ',' + m.isInit;
+} catch (e) {
+  nodeos = e.code;
+}
+console.log('nodeos=' + nodeos);
+console.log('rootcerts=' + (require('tls').rootCertificates.length >= 100));
+console.log('systemcastore=' + process.config.target_defaults.defines.includes('NODE_OPENSSL_CERT_STORE'));
 "#;
 
 pub const INPUT: &str = "NodeOS static node self-check";
@@ -39,6 +49,12 @@ pub fn expected(arch: Arch, version: &str) -> Vec<(String, String)> {
         ("brotli", "true".into()),
         ("intl", "1,234,567.891".into()),
         ("snapshot", "true".into()),
+        // The NodeOS patch is in (patches/node-*), and node is not PID 1.
+        ("nodeos", "function,function,false".into()),
+        // Node's bundled root certificates, and not the system's store as
+        // the default (the image has none).
+        ("rootcerts", "true".into()),
+        ("systemcastore", "false".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -131,8 +147,14 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         let got = parse(&String::from_utf8_lossy(&out.stdout));
+        // A node without the NodeOS patch says so, and does not crash.
+        let nodeos = got
+            .iter()
+            .find(|(k, _)| k == "nodeos")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(nodeos, Some("ERR_UNKNOWN_BUILTIN_MODULE"), "{got:?}");
         let want = expected(Arch::X86_64, "ignored");
-        for k in ["sha256", "zlib", "brotli", "intl"] {
+        for k in ["sha256", "zlib", "brotli", "intl", "rootcerts"] {
             let g = got.iter().find(|(gk, _)| gk == k).map(|(_, v)| v.clone());
             let w = want.iter().find(|(wk, _)| wk == k).map(|(_, v)| v.clone());
             assert_eq!(g, w, "{k}");

@@ -33,10 +33,18 @@ pub struct Variant {
     #[serde(default)]
     pub components: Vec<Component>,
     pub patch_series: Option<String>,
+    /// The library package linked as `--shared-brotli`.
     pub brotli: Option<String>,
     pub icu: Option<String>,
     #[serde(default)]
     pub builtins: Vec<Builtin>,
+}
+
+impl Variant {
+    /// The library packages (packages/<name>) this variant links.
+    pub fn packages(&self) -> impl Iterator<Item = &str> {
+        self.brotli.iter().map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,11 +81,19 @@ impl Recipe {
 
     pub fn parse(text: &str) -> Result<Recipe> {
         let r: Recipe = toml::from_str(text).context("parsing the node recipe")?;
-        for name in r.arch.keys() {
-            name.parse::<Arch>()
-                .map_err(|e| anyhow::anyhow!("node recipe arch {name}: {e}"))?;
+        for (name, flags) in &r.arch {
+            nodeos_build::arch::recipe_row(name)
+                .map_err(|e| anyhow::anyhow!("node recipe arch {e}"))?;
+            if let Some(f) = flags.configure.iter().find(|f| f.starts_with("--dest-cpu")) {
+                bail!("node recipe arch {name}: {f} comes from nodeos-build/targets.toml (node_dest_cpu); remove it here");
+            }
         }
         for (vname, v) in &r.variants {
+            for p in v.packages() {
+                packages::Registry::builtin()
+                    .get(p)
+                    .with_context(|| format!("node recipe variant {vname}"))?;
+            }
             for b in &v.builtins {
                 if !b.to.starts_with("deps/") || b.to.contains("..") {
                     bail!(
@@ -121,6 +137,7 @@ pub fn configure_args(
 ) -> Result<Vec<String>> {
     let v = recipe.variant(variant)?;
     let mut args = recipe.configure.clone();
+    args.push(format!("--dest-cpu={}", arch.node_cpu()));
     args.extend(recipe.arch_flags(arch)?.configure.iter().cloned());
     args.extend(v.configure.iter().cloned());
     if v.brotli.is_some() {
@@ -260,6 +277,24 @@ mod tests {
             !plain.iter().any(|(k, _)| k == "CFLAGS"),
             "no flags, no CFLAGS"
         );
+    }
+
+    #[test]
+    fn arch_rows_name_targets_and_do_not_repeat_them() {
+        let text = include_str!("../recipe.toml");
+        for arch in Arch::all() {
+            Recipe::builtin().arch_flags(arch).unwrap();
+        }
+        let e = Recipe::parse(&text.replace("[arch.i386]", "[arch.i686]")).unwrap_err();
+        assert!(format!("{e:#}").contains("not an alias"), "{e:#}");
+        let e = Recipe::parse(&text.replace("[arch.i386]", "[arch.m68k]")).unwrap_err();
+        assert!(format!("{e:#}").contains("no such row"), "{e:#}");
+        let e = Recipe::parse(&text.replace(
+            "configure = [\"--openssl-no-asm\"]",
+            "configure = [\"--dest-cpu=ia32\", \"--openssl-no-asm\"]",
+        ))
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("node_dest_cpu"), "{e:#}");
     }
 
     #[test]

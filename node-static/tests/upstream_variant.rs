@@ -93,10 +93,11 @@ fn upstream_tarball_is_fetched_verified_and_used_as_is() {
         .replace(&real_sha, &sha);
     let manifest = Manifest::parse(&text, "test").unwrap();
 
-    let project = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    // A project without patches of its own: this small tree is not Node's,
+    // so the project's Node patches cannot apply to it (they are checked
+    // against the real tree in nodeos_init_patch.rs).
+    let project = d.path().join("project");
+    std::fs::create_dir_all(project.join("patches")).unwrap();
     let env = Env::for_tests(&d.path().join("root"), &project);
     std::env::remove_var("NODEOS_SOURCE_VARIANT");
     let mut fetcher = Fetcher::new(&env).unwrap();
@@ -136,7 +137,7 @@ fn upstream_tarball_is_fetched_verified_and_used_as_is() {
 
     // Its configure line has nothing of the Debian restoration.
     let recipe = node_static::Recipe::builtin();
-    for arch in Arch::ALL {
+    for arch in Arch::all() {
         let args = node_static::recipe::configure_args(
             &recipe,
             arch,

@@ -11,6 +11,7 @@
 use crate::util::create_dir_all;
 use crate::{Arch, Env};
 use anyhow::{Context, Result};
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
@@ -102,15 +103,25 @@ fn try_lock(env: &Env, phase: &str, key16: &str) -> Result<Option<File>> {
 #[derive(Debug, Default)]
 pub struct Cleaned {
     pub removed: Vec<PathBuf>,
-    /// Dirs left alone because a running build holds their key's lock.
+    /// Dirs left alone because a running build or fetch holds their lock.
     pub busy: Vec<PathBuf>,
 }
 
 /// Removes published outputs and build dirs of `phases` for `arches`
-/// (`clean`), and the download dir unless `keep_downloads`. The ccache dir
-/// is kept. A key whose lock is held (a build is running) is skipped, never
-/// pulled out from under the build.
-pub fn clean(env: &Env, phases: &[&str], arches: &[Arch], keep_downloads: bool) -> Result<Cleaned> {
+/// (`clean`). The ccache dir is kept. A key whose lock is held (a build is
+/// running) is skipped, never pulled out from under the build.
+///
+/// With `downloads` (the file names the source manifests declare), the
+/// download dir loses those files and the scratch dirs of fetches that are
+/// not running, and nothing else: `NODEOS_DL_DIR` may be a directory
+/// shared with other files. The download dir itself goes only when it is
+/// the default one inside the cache and nothing else is left in it.
+pub fn clean(
+    env: &Env,
+    phases: &[&str],
+    arches: &[Arch],
+    downloads: Option<&BTreeSet<String>>,
+) -> Result<Cleaned> {
     let mut done = Cleaned::default();
     let selected = |arch: &str| arch == "host" || arches.iter().any(|a| a.name() == arch);
     // (phase, key16, dir) of everything that matches.
@@ -154,17 +165,44 @@ pub fn clean(env: &Env, phases: &[&str], arches: &[Arch], keep_downloads: bool) 
             None => done.busy.push(dir),
         }
     }
-    let mut extra = vec![env.cache_dir.join("trash")];
-    if !keep_downloads {
-        extra.push(env.dl_dir.clone());
+    let trash = env.cache_dir.join("trash");
+    if trash.exists() {
+        crate::util::remove_path(&trash)?;
+        done.removed.push(trash);
     }
-    for t in extra {
-        if t.exists() {
-            crate::util::remove_path(&t)?;
-            done.removed.push(t);
-        }
+    if let Some(files) = downloads {
+        clean_downloads(env, files, &mut done)?;
     }
     Ok(done)
+}
+
+/// The download-dir half of [`clean`].
+fn clean_downloads(env: &Env, files: &BTreeSet<String>, done: &mut Cleaned) -> Result<()> {
+    let dl = &env.dl_dir;
+    for name in files {
+        // Manifest names are plain file names; anything else is not ours
+        // to resolve against a shared directory.
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            continue;
+        }
+        let p = dl.join(name);
+        if fs::symlink_metadata(&p).is_ok_and(|m| !m.is_dir()) {
+            fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            done.removed.push(p);
+        }
+    }
+    let root = crate::fetch::scratch_root(dl);
+    let sweep = crate::fetch::remove_stale_scratch(&root);
+    done.removed.extend(sweep.removed);
+    done.busy.extend(sweep.live);
+    // The scratch root is the project's own; it goes once empty.
+    if fs::remove_dir(&root).is_ok() {
+        done.removed.push(root);
+    }
+    if *dl == env.cache_dir.join("dl") && fs::remove_dir(dl).is_ok() {
+        done.removed.push(dl.clone());
+    }
+    Ok(())
 }
 
 fn read_dir_sorted(dir: &std::path::Path) -> Vec<PathBuf> {

@@ -94,23 +94,6 @@ impl Env {
     pub fn patches_dir(&self) -> PathBuf {
         self.project_root.join("patches")
     }
-
-    /// Compiler launcher for C/C++ compiles (`NODEOS_CC_LAUNCHER`, e.g.
-    /// `ccache`, `sccache`, `distcc`, `icecc`), checked to exist.
-    pub fn cc_launcher(&self) -> Result<Option<String>> {
-        match std::env::var("NODEOS_CC_LAUNCHER") {
-            Ok(l) if !l.trim().is_empty() => {
-                let l = l.trim().to_string();
-                if crate::host::which(&l).is_none() {
-                    bail!(
-                        "NODEOS_CC_LAUNCHER={l} but '{l}' is not on PATH; install it (e.g. `apt-get install {l}`) or unset NODEOS_CC_LAUNCHER"
-                    );
-                }
-                Ok(Some(l))
-            }
-            _ => Ok(None),
-        }
-    }
 }
 
 fn home_dir() -> Result<PathBuf> {

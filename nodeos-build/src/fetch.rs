@@ -14,16 +14,49 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+/// A file whose bytes are not the pinned ones. Never papered over by
+/// another variant or origin: the pin or the mirror is wrong, and a person
+/// must look. Any other fetch failure means "unavailable here".
+#[derive(Debug)]
+pub struct ChecksumMismatch {
+    /// The file or URL.
+    pub what: String,
+    pub expected: String,
+    pub actual: String,
+    /// What happened to the bytes and what to do.
+    pub advice: &'static str,
+}
+
+impl std::fmt::Display for ChecksumMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "checksum mismatch for {}\n  expected sha256: {}\n  actual sha256:   {}\n{}",
+            self.what, self.expected, self.actual, self.advice
+        )
+    }
+}
+
+impl std::error::Error for ChecksumMismatch {}
+
+/// Whether `e` (or anything in its chain) is a [`ChecksumMismatch`].
+pub fn is_checksum_mismatch(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<ChecksumMismatch>())
+}
+
 /// Checks a file against its pinned hash. On mismatch the file is deleted
-/// and the error names the file and both hashes.
+/// and the error ([`ChecksumMismatch`]) names the file and both hashes.
 pub fn verify(path: &Path, expected: &str) -> Result<()> {
     let actual = crate::util::sha256_file(path)?;
     if actual != expected {
         let _ = fs::remove_file(path);
-        bail!(
-            "checksum mismatch for {}\n  expected sha256: {expected}\n  actual sha256:   {actual}\nThe file was deleted. Fetch it again (`cargo xtask fetch`); if it keeps failing, the mirror serves a different file than the one pinned.",
-            path.display()
-        );
+        return Err(ChecksumMismatch {
+            what: path.display().to_string(),
+            expected: expected.to_string(),
+            actual,
+            advice: "The file was deleted. Fetch it again (`cargo xtask fetch`); if it keeps failing, the mirror serves a different file than the one pinned.",
+        }
+        .into());
     }
     Ok(())
 }
@@ -168,7 +201,7 @@ pub fn ensure(fetcher: &mut Fetcher, manifest: &Manifest, name: &str) -> Result<
                 return Ok(cand);
             }
             // A hash mismatch is never papered over by another variant.
-            Err(e) if format!("{e:#}").contains("checksum mismatch") => return Err(e),
+            Err(e) if is_checksum_mismatch(&e) => return Err(e),
             Err(e) => failures.push(format!("{} variant: {e:#}", cand.variant())),
         }
     }
@@ -191,22 +224,19 @@ fn fetch_resolved(fetcher: &mut Fetcher, r: &Resolved) -> Result<()> {
     Ok(())
 }
 
-/// Fetches into the download dir. Holds a per-process scratch dir (removed
+/// Fetches into the download dir. Holds a scratch dir of its own (removed
 /// on drop) so that one `.deb` serving several sources is downloaded once.
 pub struct Fetcher {
     pub env: Env,
-    scratch: PathBuf,
+    scratch: ScratchDir,
     apt: Option<PrivateApt>,
 }
 
 impl Fetcher {
     pub fn new(env: &Env) -> Result<Fetcher> {
-        let partial = env.dl_dir.join(".partial");
-        create_dir_all(&partial)?;
-        clean_stale_scratch(&partial);
-        let scratch = partial.join(std::process::id().to_string());
-        remove_path(&scratch)?;
-        create_dir_all(&scratch)?;
+        let root = scratch_root(&env.dl_dir);
+        remove_stale_scratch(&root);
+        let scratch = ScratchDir::create_in(&root)?;
         Ok(Fetcher {
             env: env.clone(),
             scratch,
@@ -217,17 +247,17 @@ impl Fetcher {
     fn fetch_one(&mut self, s: &Source) -> Result<()> {
         let mut errors = Vec::new();
         if let Some(d) = &s.debian {
-            match self.from_debian(s, d) {
+            match self.fetch_from_debian(s, d) {
                 Ok(()) => return Ok(()),
-                Err(e) if format!("{e:#}").contains("checksum mismatch") => return Err(e),
+                Err(e) if is_checksum_mismatch(&e) => return Err(e),
                 Err(e) => errors.push(format!("debian archive: {e:#}")),
             }
         }
         for url in &s.urls {
             let dest = self.env.dl_dir.join(&s.file);
-            match http_download(url, &dest, &s.sha256, &self.scratch) {
+            match http_download(url, &dest, &s.sha256, &self.scratch.dir) {
                 Ok(()) => return Ok(()),
-                Err(e) if format!("{e:#}").contains("checksum mismatch") => return Err(e),
+                Err(e) if is_checksum_mismatch(&e) => return Err(e),
                 Err(e) => errors.push(format!("{url}: {e:#}")),
             }
         }
@@ -240,13 +270,14 @@ impl Fetcher {
         bail!("{}: {}", s.file, errors.join("; "))
     }
 
-    fn from_debian(&mut self, s: &Source, d: &DebianOrigin) -> Result<()> {
+    fn fetch_from_debian(&mut self, s: &Source, d: &DebianOrigin) -> Result<()> {
         if crate::host::which("apt-get").is_none() {
             bail!("apt-get is not available on this host");
         }
-        let pkg_dir = self
-            .scratch
-            .join(format!("{}_{}", d.package, d.version.replace(':', "%3a")));
+        let pkg_dir =
+            self.scratch
+                .dir
+                .join(format!("{}_{}", d.package, d.version.replace(':', "%3a")));
         if !pkg_dir.is_dir() {
             let tmp = pkg_dir.with_extension("part");
             remove_path(&tmp)?;
@@ -259,7 +290,7 @@ impl Fetcher {
             fs::rename(&tmp, &pkg_dir)?;
         }
         let dest = self.env.dl_dir.join(&s.file);
-        let part = self.scratch.join(format!("{}.part", s.file));
+        let part = self.scratch.dir.join(format!("{}.part", s.file));
         match (d.kind, &d.member) {
             (DebianKind::Binary, member) => {
                 let deb = fs::read_dir(&pkg_dir)?
@@ -292,25 +323,114 @@ impl Fetcher {
     }
 }
 
-impl Drop for Fetcher {
-    fn drop(&mut self) {
-        let _ = remove_path(&self.scratch);
+/// Where fetches keep their scratch dirs: `<dl>/.partial/<pid>-<n>/`.
+pub fn scratch_root(dl_dir: &Path) -> PathBuf {
+    dl_dir.join(".partial")
+}
+
+/// A fetch's scratch dir, locked (`flock` on the directory) for as long as
+/// the fetch lives. The lock, not the pid in the name, tells a live fetch
+/// from a killed one: a fetch of another user or container sharing the
+/// download dir is invisible to `kill(pid, 0)` but holds its lock.
+struct ScratchDir {
+    dir: PathBuf,
+    _lock: fs::File,
+}
+
+impl ScratchDir {
+    fn create_in(root: &Path) -> Result<ScratchDir> {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        create_dir_all(root)?;
+        for _ in 0..64 {
+            let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = root.join(format!("{}-{n}", std::process::id()));
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("creating scratch dir {}", dir.display()))
+                }
+            }
+            let lock = fs::File::open(&dir)
+                .with_context(|| format!("opening scratch dir {}", dir.display()))?;
+            // A sweep of another fetch may have taken the new dir before
+            // the lock did: then it is gone, and the next name is tried.
+            if try_flock(&lock) && same_inode(&lock, &dir) {
+                return Ok(ScratchDir { dir, _lock: lock });
+            }
+        }
+        bail!(
+            "could not create a scratch dir in {}: other fetches keep removing them",
+            root.display()
+        )
     }
 }
 
-/// Scratch dirs of killed runs (their pid is gone) are removed.
-fn clean_stale_scratch(partial: &Path) {
-    let Ok(rd) = fs::read_dir(partial) else {
-        return;
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        // Removed while still locked, so no sweep races with it.
+        let _ = remove_path(&self.dir);
+    }
+}
+
+/// `flock(LOCK_EX | LOCK_NB)`: true when taken.
+fn try_flock(f: &fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor we own.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Whether `path` still names the file `f` has open.
+fn same_inode(f: &fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// What a sweep of the scratch root found.
+#[derive(Debug, Default)]
+pub struct ScratchSweep {
+    pub removed: Vec<PathBuf>,
+    /// Scratch dirs of fetches that are running (their lock is held).
+    pub live: Vec<PathBuf>,
+}
+
+/// Removes the scratch dirs of fetches that are no longer running (killed,
+/// or of another machine): those whose lock can be taken. Only names a
+/// fetch gives its dir (`<pid>` or `<pid>-<n>`) are considered; anything
+/// else in the root is left alone.
+pub fn remove_stale_scratch(root: &Path) -> ScratchSweep {
+    let mut sweep = ScratchSweep::default();
+    let Ok(rd) = fs::read_dir(root) else {
+        return sweep;
     };
-    for e in rd.flatten() {
-        if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) {
-            let alive = unsafe { libc::kill(pid, 0) } == 0;
-            if !alive {
-                let _ = remove_path(&e.path());
-            }
+    let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    dirs.sort();
+    for dir in dirs {
+        let is_scratch_name = dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+            let (pid, n) = n.split_once('-').unwrap_or((n, "0"));
+            [pid, n]
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if !is_scratch_name || !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let Ok(lock) = fs::File::open(&dir) else {
+            continue;
+        };
+        if !try_flock(&lock) {
+            sweep.live.push(dir);
+            continue;
+        }
+        if same_inode(&lock, &dir) && remove_path(&dir).is_ok() {
+            sweep.removed.push(dir);
         }
     }
+    sweep
 }
 
 /// Copies one file out of a `.deb`'s data archive.
@@ -377,9 +497,13 @@ pub fn http_download(url: &str, dest: &Path, sha256: &str, scratch: &Path) -> Re
         }
         let actual = hex::encode(h.finalize());
         if actual != sha256 {
-            bail!(
-                "checksum mismatch for {url}\n  expected sha256: {sha256}\n  actual sha256:   {actual}\nThe download was deleted."
-            );
+            return Err(ChecksumMismatch {
+                what: url.to_string(),
+                expected: sha256.to_string(),
+                actual,
+                advice: "The download was deleted.",
+            }
+            .into());
         }
         Ok(())
     })();
@@ -394,9 +518,17 @@ pub fn http_download(url: &str, dest: &Path, sha256: &str, scratch: &Path) -> Re
     }
 }
 
-/// apt with its own state under the cache dir: its own source list (a
-/// `deb-src` entry derived from the host's Debian mirror), lists and
-/// package cache. It never edits /etc and works as a non-root user.
+/// apt with its own configuration and state under the cache dir: its own
+/// source list (a `deb-src` entry derived from the host's Debian mirror),
+/// lists and package cache. It never edits /etc, works as a non-root user,
+/// and reads none of the host's apt configuration (`/etc/apt/apt.conf`,
+/// `apt.conf.d`, preferences): no hooks, no extra index targets. It keeps
+/// the host's trusted keyrings (to check signed archives), its mirror
+/// credentials (`auth.conf`) and its proxy settings, which say how this
+/// machine reaches the mirror.
+///
+/// Runs sharing a cache take turns through an `flock` on `apt/lock`; apt's
+/// own locks stay on, in the private dirs.
 pub struct PrivateApt {
     dir: PathBuf,
     /// The foreign architectures the lists were refreshed with in this
@@ -404,42 +536,92 @@ pub struct PrivateApt {
     updated: Option<Vec<String>>,
 }
 
+/// The host's proxy settings, carried into the private configuration.
+const HOST_KEYS_KEPT: &[&str] = &[
+    "Acquire::http::Proxy",
+    "Acquire::https::Proxy",
+    "Acquire::ftp::Proxy",
+];
+
 impl PrivateApt {
     pub fn new(env: &Env) -> Result<PrivateApt> {
         let dir = env.cache_dir.join("apt");
-        for sub in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
+        for sub in [
+            "lists/partial",
+            "cache/archives/partial",
+            "sources.list.d",
+            "apt.conf.d",
+            "preferences.d",
+        ] {
             create_dir_all(&dir.join(sub))?;
         }
-        Ok(PrivateApt { dir, updated: None })
+        let apt = PrivateApt { dir, updated: None };
+        let turn = apt.lock()?;
+        apt.write_config()?;
+        drop(turn);
+        Ok(apt)
     }
 
-    /// `foreign`: architectures besides the host's whose packages are
-    /// wanted (a package named `name:i386`); apt then lists both.
-    fn options(&self, foreign: &[String]) -> Vec<String> {
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("apt.conf")
+    }
+
+    /// The configuration apt reads through `APT_CONFIG`: it is read before
+    /// the parts dir and the main file, so it can point both away from
+    /// /etc (an `-o` option on the command line comes too late for that).
+    fn write_config(&self) -> Result<()> {
         let d = self.dir.display();
-        let mut arches = Vec::new();
-        if !foreign.is_empty() {
-            for a in std::iter::once(native_deb_arch()).chain(foreign.iter().cloned()) {
-                arches.push("-o".into());
-                arches.push(format!("APT::Architectures::={a}"));
+        let mut text = format!(
+            "// Written by NodeOS's build (cargo xtask); private to its cache.\n\
+             Dir::Etc::main \"/dev/null\";\n\
+             Dir::Etc::parts \"{d}/apt.conf.d\";\n\
+             Dir::Etc::preferences \"/dev/null\";\n\
+             Dir::Etc::preferencesparts \"{d}/preferences.d\";\n\
+             Dir::Etc::sourcelist \"/dev/null\";\n\
+             Dir::Etc::sourceparts \"{d}/sources.list.d\";\n\
+             Dir::State::lists \"{d}/lists\";\n\
+             Dir::Cache \"{d}/cache\";\n\
+             Acquire::Languages \"none\";\n"
+        );
+        text.push_str(&host_proxy_settings());
+        let path = self.config_path();
+        if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            crate::util::write_atomic(&path, text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// An apt program (`apt-get`, `apt-config`) run with the private
+    /// configuration only.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("APT_CONFIG", self.config_path()).arg("-q");
+        c
+    }
+
+    /// Waits for the private apt state to be free, and holds it until the
+    /// guard is dropped.
+    fn lock(&self) -> Result<fs::File> {
+        use std::os::fd::AsRawFd;
+        let path = self.dir.join("lock");
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if !try_flock(&f) {
+            eprintln!(
+                "waiting: another fetch is using the private apt state ({})",
+                path.display()
+            );
+            // SAFETY: flock(2) on a descriptor we own.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("locking {}", path.display()));
             }
         }
-        let mut opts = vec![
-            "-o".into(),
-            "Dir::Etc::SourceList=/dev/null".into(),
-            "-o".into(),
-            format!("Dir::Etc::SourceParts={d}/sources.list.d"),
-            "-o".into(),
-            format!("Dir::State::Lists={d}/lists"),
-            "-o".into(),
-            format!("Dir::Cache={d}/cache"),
-            // The private lists need no lock shared with the system's apt.
-            "-o".into(),
-            "Debug::NoLocking=1".into(),
-            "-q".into(),
-        ];
-        opts.extend(arches);
-        opts
+        Ok(f)
     }
 
     fn write_sources(&self, suite: &str) -> Result<bool> {
@@ -477,8 +659,9 @@ impl PrivateApt {
     }
 
     fn run(&self, args: &[&str], cwd: &Path, foreign: &[String]) -> Result<()> {
-        let out = Command::new("apt-get")
-            .args(self.options(foreign))
+        let out = self
+            .command("apt-get")
+            .args(architecture_options(foreign))
             .args(args)
             .current_dir(cwd)
             .output()
@@ -502,6 +685,7 @@ impl PrivateApt {
     }
 
     pub fn download(&mut self, d: &DebianOrigin, into: &Path) -> Result<()> {
+        let _turn = self.lock()?;
         let changed = self.write_sources(&d.suite)?;
         let stale = changed
             || fs::read_dir(self.dir.join("lists"))
@@ -538,6 +722,31 @@ impl PrivateApt {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The host's proxy settings for apt, as configuration lines (empty when
+/// none or when apt-config is missing).
+fn host_proxy_settings() -> String {
+    let Ok(out) = Command::new("apt-config").arg("dump").output() else {
+        return String::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| HOST_KEYS_KEPT.iter().any(|k| l.starts_with(k)))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// apt options that list `foreign` architectures (a package named
+/// `name:i386`) beside the host's own; none when `foreign` is empty.
+fn architecture_options(foreign: &[String]) -> Vec<String> {
+    if foreign.is_empty() {
+        return Vec::new();
+    }
+    std::iter::once(native_deb_arch())
+        .chain(foreign.iter().cloned())
+        .flat_map(|a| ["-o".to_string(), format!("APT::Architectures::={a}")])
+        .collect()
 }
 
 /// The host's Debian architecture name (`amd64` on x86_64), which apt
@@ -617,6 +826,65 @@ fn host_debian_mirror() -> Result<Mirror> {
 mod tests {
     use super::*;
 
+    /// Waits until `flock(1)` holds the lock on `path`.
+    fn wait_until_locked(path: &Path) {
+        let t = std::time::Instant::now();
+        while Command::new("flock")
+            .arg("-n")
+            .arg(path)
+            .arg("true")
+            .status()
+            .expect("flock (util-linux) runs")
+            .success()
+        {
+            assert!(t.elapsed().as_secs() < 10, "flock never took the lock");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_live_fetchs_scratch_dir_is_kept_whatever_its_pid_says() {
+        let d = tempfile::tempdir().unwrap();
+        let env = Env::for_tests(d.path(), d.path());
+        let root = scratch_root(&env.dl_dir);
+        // A fetch in another container or of another user: its pid names
+        // no process visible here (kill(pid, 0) fails), but it is running
+        // and holds its dir's lock.
+        let live = root.join("2147483646");
+        // A killed fetch: nobody holds its lock.
+        let stale = root.join("2147483645-3");
+        // Not a scratch dir's name: never touched.
+        let other = root.join("notes");
+        for p in [&live, &stale, &other] {
+            create_dir_all(p).unwrap();
+        }
+        let mut holder = Command::new("flock")
+            .arg("-o")
+            .arg(&live)
+            .args(["sleep", "60"])
+            .spawn()
+            .expect("flock (util-linux) runs");
+        wait_until_locked(&live);
+
+        let f = Fetcher::new(&env).unwrap();
+        assert!(live.is_dir(), "a running fetch's scratch dir was deleted");
+        assert!(!stale.exists(), "a killed fetch's scratch dir was kept");
+        assert!(other.is_dir());
+        // Two fetchers at once (one process or two) get separate dirs.
+        let g = Fetcher::new(&env).unwrap();
+        assert_ne!(f.scratch.dir, g.scratch.dir);
+        assert!(f.scratch.dir.is_dir() && g.scratch.dir.is_dir());
+        let f_dir = f.scratch.dir.clone();
+        drop(f);
+        assert!(!f_dir.exists(), "a fetcher's own dir outlived it");
+
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        let sweep = remove_stale_scratch(&root);
+        assert_eq!(sweep.removed, std::slice::from_ref(&live), "{sweep:?}");
+        assert_eq!(sweep.live, std::slice::from_ref(&g.scratch.dir));
+    }
+
     #[test]
     fn verify_deletes_bad_files() {
         let d = tempfile::tempdir().unwrap();
@@ -631,5 +899,131 @@ mod tests {
             "{e}"
         );
         assert!(!p.exists(), "a mismatching file must be deleted");
+    }
+
+    #[test]
+    fn a_mismatch_is_typed_through_context_and_other_failures_are_not() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        fs::write(&p, b"x").unwrap();
+        let e = verify(&p, &"0".repeat(64))
+            .context("fetching f")
+            .context("ensuring the sources")
+            .unwrap_err();
+        assert!(is_checksum_mismatch(&e), "{e:#}");
+        // A missing file names "checksum mismatch" nowhere in its type: it
+        // is unavailable, and another variant may be tried.
+        let e = verify(&d.path().join("absent"), &"0".repeat(64)).unwrap_err();
+        assert!(!is_checksum_mismatch(&e), "{e:#}");
+        let e = anyhow!("mirror said: checksum mismatch for something else");
+        assert!(
+            !is_checksum_mismatch(&e),
+            "decided on the type, not the text"
+        );
+    }
+
+    /// `apt-config dump` lines (`Key "value";`) of a command.
+    fn dump(mut c: Command) -> std::collections::BTreeSet<String> {
+        let out = c
+            .arg("dump")
+            .output()
+            .expect("apt-config runs (Debian's apt)");
+        assert!(out.status.success(), "apt-config dump failed: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn the_private_apt_reads_none_of_the_hosts_configuration() {
+        let d = tempfile::tempdir().unwrap();
+        let env = Env::for_tests(d.path(), d.path());
+        let apt = PrivateApt::new(&env).unwrap();
+        let private = dump(apt.command("apt-config"));
+        let has = |line: &str| private.contains(line);
+        let pd = apt.dir.display();
+        assert!(
+            has(&format!("Dir::Etc::parts \"{pd}/apt.conf.d\";")),
+            "{private:?}"
+        );
+        assert!(has("Dir::Etc::main \"/dev/null\";"), "{private:?}");
+        assert!(has(&format!(
+            "Dir::Etc::preferencesparts \"{pd}/preferences.d\";"
+        )));
+        assert!(has(&format!(
+            "Dir::Etc::sourceparts \"{pd}/sources.list.d\";"
+        )));
+        // apt's own locking stays on.
+        assert!(
+            !private.iter().any(|l| l.starts_with("Debug::NoLocking")),
+            "{private:?}"
+        );
+        // The host's keyrings stay trusted (archives are signed).
+        assert!(
+            has("Dir::Etc::trustedparts \"trusted.gpg.d\";"),
+            "{private:?}"
+        );
+        assert!(
+            has("Dir \"/\";") && has("Dir::Etc \"etc/apt\";"),
+            "{private:?}"
+        );
+
+        // What the host's parts dir and main file add: a dump of the host's
+        // configuration minus one that reads neither.
+        let bare_conf = d.path().join("bare.conf");
+        fs::write(
+            &bare_conf,
+            "Dir::Etc::main \"/dev/null\";\nDir::Etc::parts \"/nonexistent\";\n",
+        )
+        .unwrap();
+        let mut bare = Command::new("apt-config");
+        bare.env("APT_CONFIG", &bare_conf);
+        let bare = dump(bare);
+        let mut host = Command::new("apt-config");
+        host.env_remove("APT_CONFIG");
+        let from_host_files: Vec<String> = dump(host)
+            .difference(&bare)
+            .filter(|l| !l.starts_with("Dir::Etc::"))
+            // Set in the private file on purpose.
+            .filter(|l| !l.starts_with("Acquire::Languages"))
+            .filter(|l| !HOST_KEYS_KEPT.iter().any(|k| l.starts_with(k)))
+            .cloned()
+            .collect();
+        if from_host_files.is_empty() {
+            eprintln!("SKIPPED part of the_private_apt_reads_none_of_the_hosts_configuration: this host's apt.conf.d and apt.conf set nothing, so their absence cannot be seen");
+        }
+        let leaked: Vec<&String> = from_host_files.iter().filter(|l| has(l)).collect();
+        assert!(
+            leaked.is_empty(),
+            "the private apt reads the host's configuration files: {leaked:?}"
+        );
+    }
+
+    #[test]
+    fn two_fetches_sharing_a_cache_take_turns_with_apt() {
+        let d = tempfile::tempdir().unwrap();
+        let env = Env::for_tests(d.path(), d.path());
+        let started = std::time::Instant::now();
+        let turns: Vec<(Duration, Duration)> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..2)
+                .map(|_| {
+                    let env = &env;
+                    s.spawn(move || {
+                        let apt = PrivateApt::new(env).unwrap();
+                        let _turn = apt.lock().unwrap();
+                        let from = started.elapsed();
+                        std::thread::sleep(Duration::from_millis(400));
+                        (from, started.elapsed())
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let (a, b) = (turns[0], turns[1]);
+        assert!(
+            a.1 <= b.0 || b.1 <= a.0,
+            "two users of the private apt ran at once: {turns:?}"
+        );
     }
 }

@@ -6,6 +6,37 @@
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
+/// The host compiler and linker, as a key sees them: a phase built with
+/// them is rebuilt when either changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCompiler {
+    /// First line of `gcc --version`.
+    pub cc: String,
+    /// First line of `ld --version`.
+    pub ld: String,
+}
+
+impl HostCompiler {
+    /// Asks the host's `gcc` and `ld`. A tool that cannot run reads as
+    /// "unknown": the phase's host-tool check reports it properly.
+    pub fn probe() -> HostCompiler {
+        HostCompiler {
+            cc: first_line_of("gcc", "--version"),
+            ld: first_line_of("ld", "--version"),
+        }
+    }
+}
+
+fn first_line_of(program: &str, arg: &str) -> String {
+    std::process::Command::new(program)
+        .arg(arg)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(String::from))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum Probe {
     /// An executable on PATH.

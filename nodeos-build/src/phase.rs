@@ -5,6 +5,7 @@
 
 use crate::cache::{self, KeyLock};
 use crate::progress::PhaseProgress;
+use crate::publish::{self, Outputs};
 use crate::util::{create_dir_all, fmt_duration, remove_path, tail_lines, write_atomic};
 use crate::{Arch, Env, Key};
 use anyhow::{bail, Context, Result};
@@ -23,6 +24,8 @@ pub struct Phase<'a> {
     pub name: &'static str,
     pub arch: Option<Arch>,
     pub key: Key,
+    /// What it publishes (the whole output dir unless named).
+    pub outputs: Outputs,
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +78,14 @@ impl<'a> Phase<'a> {
             name,
             arch,
             key,
+            outputs: Outputs::Tree,
         }
+    }
+
+    /// Publishes only these entries of the output dir.
+    pub fn outputs(mut self, names: &[&str]) -> Phase<'a> {
+        self.outputs = Outputs::Named(names.iter().map(|n| n.to_string()).collect());
+        self
     }
 
     pub fn label(&self) -> String {
@@ -89,10 +99,26 @@ impl<'a> Phase<'a> {
         cache::out_dir(self.env, self.name, &self.key.hex())
     }
 
-    /// The published output, if this key was built before.
+    /// The published output, if this key was built before and its files
+    /// still have their recorded sizes. A damaged output is moved to the
+    /// trash (and rebuilt by `run`), never reused.
     pub fn cached(&self) -> Option<PathBuf> {
         let d = self.out_dir();
-        d.is_dir().then_some(d)
+        if !d.is_dir() {
+            return None;
+        }
+        match publish::check(&d, publish::Depth::Sizes) {
+            Ok(publish::Checked::Damaged(what)) => {
+                eprintln!(
+                    "  {}: the cached output {} is damaged ({what}); moving it to the trash and building it again",
+                    self.label(),
+                    d.display()
+                );
+                let _ = discard_build_dir(self.env, &d);
+                None
+            }
+            _ => Some(d),
+        }
     }
 
     /// The already-published output, recorded as cached in the timings.
@@ -173,7 +199,11 @@ impl<'a> Phase<'a> {
                 build_dir.display()
             );
         }
-        // Publish: record what went in and how long it took, then one rename.
+        // Publish: only the named outputs; record what went in, how long it
+        // took and what came out; make it durable; then one rename.
+        for stray in publish::keep_named(&stage, &self.outputs)? {
+            let _ = writeln!(ctx.log, "=== not a declared output, removed: {stray}");
+        }
         let timings = PhaseTimings {
             phase: self.name.into(),
             arch: self.arch.map_or("host".into(), |a| a.name().into()),
@@ -190,10 +220,14 @@ impl<'a> Phase<'a> {
             self.key.inputs.join("\n").as_bytes(),
         )?;
         let _ = fs::copy(&log_path, stage.join("build.log"));
+        publish::record(&stage)?;
+        publish::sync_tree(&stage)?;
         let out_dir = self.out_dir();
-        create_dir_all(out_dir.parent().expect("out dir has a parent"))?;
+        let parent = out_dir.parent().expect("out dir has a parent");
+        create_dir_all(parent)?;
         fs::rename(&stage, &out_dir)
             .with_context(|| format!("publishing {} to {}", stage.display(), out_dir.display()))?;
+        publish::sync_dir(parent)?;
         if std::env::var_os("NODEOS_KEEP_BUILD").is_none() {
             discard_build_dir(self.env, &build_dir)?;
         }

@@ -22,12 +22,8 @@ pub fn extract_excluding(
 ) -> Result<()> {
     remove_path(dest)?;
     create_dir_all(dest)?;
-    let mut c = Command::new("tar");
-    c.arg("-xf")
-        .arg(archive)
-        .arg("-C")
-        .arg(dest)
-        .args(["--strip-components=1", "--no-same-owner"]);
+    let mut c = untar(archive, dest);
+    c.arg("--strip-components=1");
     if !excludes.is_empty() {
         // These apply to the --exclude options after them.
         c.args(["--anchored", "--no-wildcards-match-slash"]);
@@ -36,6 +32,27 @@ pub fn extract_excluding(
         }
     }
     ctx.run(c)
+}
+
+/// Unpacks all of `archive` into `dest` (replaced if present), keeping its
+/// top directory (e.g. a Debian `debian.tar.xz`, whose top is `debian/`).
+pub fn unpack(ctx: &mut StepCtx, archive: &Path, dest: &Path) -> Result<()> {
+    remove_path(dest)?;
+    create_dir_all(dest)?;
+    ctx.run(untar(archive, dest))
+}
+
+/// `tar -xf ARCHIVE -C DEST --no-same-owner`: the files belong to whoever
+/// builds, whatever owners the archive records (run as root, tar would
+/// otherwise give them the archive's uids).
+fn untar(archive: &Path, dest: &Path) -> Command {
+    let mut c = Command::new("tar");
+    c.arg("-xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(dest)
+        .arg("--no-same-owner");
+    c
 }
 
 /// The patches of `patches/<package>-<version>/`, in name order (the order
@@ -82,6 +99,38 @@ pub fn apply_series(ctx: &mut StepCtx, src: &Path, package: &str, version: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unpacked_files_belong_to_the_builder_not_the_archive() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src/debian/patches");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("series"), "a.patch\n").unwrap();
+        let archive = d.path().join("pkg.debian.tar");
+        let st = Command::new("tar")
+            .args(["--owner=12345", "--group=12345", "-cf"])
+            .arg(&archive)
+            .arg("-C")
+            .arg(d.path().join("src"))
+            .arg("debian")
+            .status()
+            .expect("tar runs");
+        assert!(st.success());
+        let dest = d.path().join("out");
+        create_dir_all(&dest).unwrap();
+        let st = untar(&archive, &dest).status().expect("tar runs");
+        assert!(st.success());
+        // SAFETY: geteuid(2) cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if me != 0 {
+            eprintln!("note: not root, so tar could not have kept the archive's owner; this run checks less than a root run");
+        }
+        for p in ["debian", "debian/patches", "debian/patches/series"] {
+            let uid = std::fs::metadata(dest.join(p)).unwrap().uid();
+            assert_eq!(uid, me, "{p} is owned by uid {uid}, not the builder ({me})");
+        }
+    }
 
     #[test]
     fn series_is_in_name_order_and_ignores_other_files() {

@@ -44,13 +44,17 @@ pub fn remove_path(p: &Path) -> Result<()> {
 }
 
 /// Writes a file atomically: a temp file in the same directory, then rename.
+/// The temp name is unique per process and call, so threads writing the
+/// same file (two phases recording timings) do not rename each other's.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     create_dir_all(dir)?;
     let tmp = dir.join(format!(
-        ".{}.tmp{}",
+        ".{}.tmp{}-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     {
         let mut f =

@@ -80,3 +80,75 @@ fn non_elf_is_a_clear_error() {
     let e = format!("{:#}", elf::check_static(&p, Arch::X86_64).unwrap_err());
     assert!(e.contains("not an ELF"), "{e}");
 }
+
+/// Runs `f` on another thread; a call that does not return within 10 s is
+/// a hang, reported as a failure instead of blocking the test run.
+fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the check hung for 10 s instead of refusing the file")
+}
+
+#[test]
+fn a_fifo_is_refused_without_blocking() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("init.fifo");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success(), "mkfifo failed");
+    let e =
+        within_10s(move || format!("{:#}", elf::check_static(&fifo, Arch::X86_64).unwrap_err()));
+    assert!(e.contains("a FIFO") && e.contains("regular file"), "{e}");
+}
+
+#[test]
+fn a_device_is_refused_without_reading_it() {
+    // /dev/zero never ends: reading it would fill memory.
+    let e = within_10s(|| {
+        format!(
+            "{:#}",
+            elf::check_static(Path::new("/dev/zero"), Arch::X86_64).unwrap_err()
+        )
+    });
+    assert!(e.contains("character device"), "{e}");
+}
+
+#[test]
+fn an_oversized_file_is_refused_before_reading() {
+    // A sparse file: its size is checked, its bytes never read.
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("huge");
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(elf::MAX_ELF_BYTES + 1).unwrap();
+    let e = within_10s(move || format!("{:#}", elf::check_static(&p, Arch::X86_64).unwrap_err()));
+    assert!(e.contains("bytes, more than"), "{e}");
+}
+
+#[test]
+fn an_object_file_is_not_an_executable() {
+    let d = tempfile::tempdir().unwrap();
+    let obj = compile(d.path(), "main.o", &["-c"]);
+    let info = elf::inspect(&obj).unwrap();
+    assert_eq!(elf::arch_of(&info), Some(Arch::X86_64));
+    let e = format!("{:#}", elf::check_static(&obj, Arch::X86_64).unwrap_err());
+    assert!(e.contains("relocatable object"), "{e}");
+}
+
+#[test]
+fn x32_belongs_to_no_arch() {
+    // ELFCLASS32 with EM_X86_64: neither i386 nor x86_64 runs it as init.
+    let d = tempfile::tempdir().unwrap();
+    let bin = compile(d.path(), "x32", &["-static", "-mx32"]);
+    let info = elf::inspect(&bin).unwrap();
+    assert_eq!(
+        (info.machine, info.is_64),
+        (Arch::X86_64.elf_machine(), false)
+    );
+    assert_eq!(elf::arch_of(&info), None);
+    for arch in Arch::all() {
+        let e = format!("{:#}", elf::check_static(&bin, arch).unwrap_err());
+        assert!(e.contains("32-bit"), "{arch}: {e}");
+    }
+}

@@ -26,7 +26,11 @@ fn main() -> anyhow::Result<()> {
     let mut cfg = QemuConfig::new(arch, kernel, initrd, &target);
     cfg.log_name = "example-boot.log".into();
     match rest {
-        [flag] if flag == "--interactive" => qemu_tests::run_interactive(&cfg),
+        [flag] if flag == "--interactive" => {
+            let status = qemu_tests::run_interactive(&cfg)?;
+            println!("node's exit status: {status:?}");
+            Ok(())
+        }
         [flag, version] if flag == "--node" => {
             let mut guest = Guest::launch(&cfg)?;
             let exp = NodeExpectations::new(arch, version, cfg.memory_mib, IntlExpectation::Absent);

@@ -110,8 +110,8 @@ const KVM_API_VERSION: i32 = 12;
 ///
 /// Opening `/dev/kvm` is not enough. On some virtual machines the device
 /// exists, even answers KVM_CREATE_VM, while the CPU exposes no VMX/SVM, and
-/// a guest started with `-accel kvm` then never runs (seen here: a
-/// Firecracker VM; QEMU printed nothing in 90 s). So the CPU flags are
+/// a guest started with `-accel kvm` then never runs (a Firecracker VM,
+/// for one: QEMU prints nothing). So the CPU flags are
 /// checked too.
 pub fn kvm_usable() -> Result<(), String> {
     if !cfg!(any(target_arch = "x86_64", target_arch = "x86")) {

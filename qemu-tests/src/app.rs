@@ -2,11 +2,17 @@
 //! read from the console, and how a server in the guest is reached through
 //! a forwarded port.
 //!
-//! The exit status: when init (node) exits, the kernel panics with
-//! `Attempted to kill init! exitcode=0x00000300`, where the number is the
-//! wait status of init: the exit code in bits 8-15, or the signal that
-//! killed it in bits 0-6. With `panic=-1` and QEMU's `-no-reboot` that panic
-//! ends QEMU, so the status is the last thing on the console.
+//! The exit status has two sources, one per kind of init:
+//!
+//! * Our node as PID 1 (patches/node-*/0001-nodeos-init.patch) prints
+//!   `nodeos: exit status N` ([`crate::node_checks::EXIT_STATUS_PREFIX`]) as
+//!   its last line, then powers the machine off: QEMU exits by itself. N is
+//!   what a shell would report (the exit code, or 128 + the signal).
+//! * Any other init (a node without that patch, such as the test fixture
+//!   built from Debian's node) just exits; the kernel then panics with
+//!   `Attempted to kill init! exitcode=0x00000300`, the number being init's
+//!   wait status (the exit code in bits 8-15, or the killing signal in bits
+//!   0-6). With `panic=-1` and QEMU's `-no-reboot` that panic ends QEMU.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -14,7 +20,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use crate::{ExpectError, Guest, Pattern};
+use crate::node_checks::{exit_status_regex, parse_exit_status};
+use crate::{ExpectError, Fatal, Guest, Pattern};
 
 /// The kernel's line when init exits; group 1 is the wait status in hex.
 pub const INIT_EXIT_REGEX: &str = r"Attempted to kill init! exitcode=(0x[0-9a-fA-F]+)";
@@ -23,10 +30,38 @@ pub const INIT_EXIT_REGEX: &str = r"Attempted to kill init! exitcode=(0x[0-9a-fA
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppStatus {
     /// It exited with this code (`process.exit(code)`; 1 after an uncaught
-    /// exception).
+    /// exception). Node as PID 1 reports a signal that ended it as
+    /// 128 + the signal, as a shell does, so that is a code here too.
     Exited(u8),
-    /// A signal killed it (e.g. 6, SIGABRT, when V8 aborts).
+    /// A signal killed it (e.g. 6, SIGABRT, when V8 aborts), as the
+    /// kernel's init-exit line tells.
     Killed(u8),
+}
+
+/// Which line told the app's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusSource {
+    /// Node as PID 1: its `nodeos: exit status N` line, before it powers
+    /// off.
+    NodeStatusLine,
+    /// The kernel's `Attempted to kill init!` panic: an init that just
+    /// exits.
+    KernelInitExit,
+}
+
+impl fmt::Display for StatusSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StatusSource::NodeStatusLine => "node's status line",
+            StatusSource::KernelInitExit => "the kernel's init-exit line",
+        })
+    }
+}
+
+/// The pattern of either status line: group 1 is node's status, group 2
+/// the kernel's wait status.
+pub fn app_end_pattern() -> Pattern {
+    Pattern::regex(&format!("{}|{INIT_EXIT_REGEX}", exit_status_regex())).expect("a valid regex")
 }
 
 impl AppStatus {
@@ -38,14 +73,17 @@ impl AppStatus {
         }
     }
 
-    /// From a console line holding the kernel's init-exit panic, if it is
-    /// one.
-    pub fn from_console_line(line: &str) -> Option<AppStatus> {
+    /// From one console line (control characters removed): node's status
+    /// line or the kernel's init-exit panic; `None` for any other line.
+    pub fn from_console_line(line: &str) -> Option<(AppStatus, StatusSource)> {
+        if let Some(code) = parse_exit_status(line) {
+            return Some((AppStatus::Exited(code), StatusSource::NodeStatusLine));
+        }
         let re = regex::Regex::new(INIT_EXIT_REGEX).expect("valid regex");
         let hex = re.captures(line)?.get(1)?.as_str();
         u32::from_str_radix(hex.trim_start_matches("0x"), 16)
             .ok()
-            .map(AppStatus::from_wait_status)
+            .map(|w| (AppStatus::from_wait_status(w), StatusSource::KernelInitExit))
     }
 
     /// Exited with 0.
@@ -76,25 +114,45 @@ impl fmt::Display for AppStatus {
 #[derive(Debug, Clone)]
 pub struct AppExit {
     pub status: AppStatus,
-    /// Time from launch to the kernel's line.
+    pub source: StatusSource,
+    /// Time from launch to the status line.
     pub at: Duration,
-    /// QEMU's own exit status (success when the panic ended it).
+    /// QEMU's own exit status (success after a power-off, and after the
+    /// init-exit panic with `-no-reboot`).
     pub qemu: ExitStatus,
 }
 
 /// Waits for the app in `guest` to end and QEMU to exit; returns how the app
-/// ended. Init exiting is expected from here on; any other panic fails.
+/// ended. Until a status line comes, init exiting is expected (an init
+/// without our patch ends so); after node's own status line it is not
+/// (node powers off), and any other panic fails either way.
 pub fn wait_app_exit(guest: &mut Guest, timeout: Duration) -> Result<AppExit, ExpectError> {
     guest.expect_init_exit();
-    let found = guest.expect(
-        Pattern::regex(INIT_EXIT_REGEX).expect("valid regex"),
-        timeout,
-    )?;
-    let status =
-        AppStatus::from_console_line(&found.text).expect("the pattern matched the init-exit line");
+    let found = guest.expect(app_end_pattern(), timeout)?;
+    let (status, source) = match (found.group(1), found.group(2)) {
+        (Some(code), _) => (
+            AppStatus::Exited(
+                code.parse()
+                    .expect("node's status line carries a status of 0-255"),
+            ),
+            StatusSource::NodeStatusLine,
+        ),
+        (None, Some(hex)) => (
+            AppStatus::from_wait_status(
+                u32::from_str_radix(hex.trim_start_matches("0x"), 16)
+                    .expect("the pattern matched hex digits"),
+            ),
+            StatusSource::KernelInitExit,
+        ),
+        (None, None) => unreachable!("the pattern has one of its two groups"),
+    };
+    if source == StatusSource::NodeStatusLine {
+        guest.disallow(Fatal::InitExited);
+    }
     let qemu = guest.wait_exit(timeout)?;
     Ok(AppExit {
         status,
+        source,
         at: found.at,
         qemu,
     })
@@ -235,20 +293,56 @@ mod tests {
 
     #[test]
     fn console_lines() {
+        use StatusSource::{KernelInitExit, NodeStatusLine};
         let line =
             "[    2.5] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000300";
         assert_eq!(
             AppStatus::from_console_line(line),
-            Some(AppStatus::Exited(3))
+            Some((AppStatus::Exited(3), KernelInitExit))
         );
         assert_eq!(
             AppStatus::from_console_line("Attempted to kill init! exitcode=0x0000000b"),
-            Some(AppStatus::Killed(11))
+            Some((AppStatus::Killed(11), KernelInitExit))
+        );
+        assert_eq!(
+            AppStatus::from_console_line("nodeos: exit status 3"),
+            Some((AppStatus::Exited(3), NodeStatusLine))
+        );
+        // Node as PID 1 reports an abort as 128 + SIGABRT.
+        assert_eq!(
+            AppStatus::from_console_line("nodeos: exit status 134"),
+            Some((AppStatus::Exited(134), NodeStatusLine))
+        );
+        // The REPL's echo of code holding the text is not the line.
+        assert_eq!(
+            AppStatus::from_console_line("> 'nodeos: exit status '+3"),
+            None
         );
         assert_eq!(
             AppStatus::from_console_line("Kernel panic - not syncing: VFS"),
             None
         );
+    }
+
+    #[test]
+    fn the_end_pattern_takes_either_line() {
+        let Pattern::Regex(re) = app_end_pattern() else {
+            panic!("the end pattern is a regex");
+        };
+        let node = re.captures("x\r\nnodeos: exit status 7\r\n").unwrap();
+        assert_eq!(
+            (node.get(1).map(|m| m.as_str()), node.get(2)),
+            (Some("7"), None)
+        );
+        let kernel = re
+            .captures("Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100\r\n")
+            .unwrap();
+        assert_eq!(
+            (kernel.get(1), kernel.get(2).map(|m| m.as_str())),
+            (None, Some("0x00000100"))
+        );
+        // Not before the line is complete.
+        assert!(re.captures("nodeos: exit status 1").is_none());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A running QEMU guest with its serial console on a pipe.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -245,6 +245,17 @@ impl Guest {
         self.allow(Fatal::InitExited)
     }
 
+    /// Makes one kind of fatal line fatal again (from the current match on;
+    /// an allowed line already passed stays passed).
+    pub fn disallow(&mut self, fatal: Fatal) -> &mut Self {
+        if self.allowed.contains(&fatal) {
+            self.allowed.retain(|f| *f != fatal);
+            self.console
+                .note(&format!("{fatal:?} is fatal again from now on"));
+        }
+        self
+    }
+
     /// Lets one kind of fatal line pass.
     pub fn allow(&mut self, fatal: Fatal) -> &mut Self {
         if !self.allowed.contains(&fatal) {
@@ -373,26 +384,28 @@ impl Drop for Guest {
 pub struct InteractiveEnd {
     /// QEMU's exit status.
     pub qemu: ExitStatus,
-    /// How init ended, when the kernel said so on the console (no status
-    /// when QEMU was quit with `Ctrl-A x`).
-    pub app: Option<crate::app::AppStatus>,
+    /// How the app (node, PID 1) ended and which line said so; `None` when
+    /// QEMU was quit with `Ctrl-A x`.
+    pub app: Option<(crate::app::AppStatus, crate::app::StatusSource)>,
 }
 
 /// Boots `cfg` with the console on this terminal, until QEMU exits.
 ///
 /// Quit with `Ctrl-A x` (QEMU's escape; `Ctrl-A c` toggles the QEMU
-/// monitor), or with `process.exit()` at the Node prompt: init exits, the
-/// kernel panics and QEMU exits (`-no-reboot`, `panic=-1`). The console
-/// passes through this process on its way to the terminal, which is how
-/// the init's exit status is read; nothing is logged to a file.
+/// monitor), or end node at the prompt (`process.exit(N)`): node as PID 1
+/// prints its status line and powers off, and QEMU exits (an init without
+/// that line exits, and the kernel's init-exit panic ends QEMU with
+/// `-no-reboot`, `panic=-1`). The console passes through this process on
+/// its way to the terminal, which is how the app's status is read
+/// ([`crate::app`]); nothing is logged to a file in this mode.
 pub fn run_interactive(cfg: &QemuConfig) -> anyhow::Result<InteractiveEnd> {
     let (mut cmd, accel) = checked_qemu_command(cfg)?;
     // `mon:stdio` multiplexes the monitor on the terminal, which gives the
     // Ctrl-A escape (`-nographic` would add the same, but `-nodefaults`
-    // turns its serial port off). QEMU reads keys from stdin (the terminal,
-    // which it puts in raw mode) and writes to stdout (our pipe).
-    cmd.args(["-nodefaults", "-display", "none", "-serial", "mon:stdio"]);
-    cmd.stdout(Stdio::piped());
+    // turns its serial port off). QEMU sets the terminal (its stdin) raw
+    // itself; only its output is piped.
+    cmd.args(["-nodefaults", "-display", "none", "-serial", "mon:stdio"])
+        .stdout(Stdio::piped());
     set_parent_death_signal(&mut cmd);
     eprintln!(
         "booting the {} image ({}); quit with Ctrl-A x, or process.exit() at the Node prompt",
@@ -409,12 +422,12 @@ pub fn run_interactive(cfg: &QemuConfig) -> anyhow::Result<InteractiveEnd> {
     Ok(InteractiveEnd { qemu, app })
 }
 
-/// Copies the console to `out` as it comes, and returns init's exit status
-/// if the kernel printed it.
+/// Copies the console to `out` as it comes, and returns the app's status
+/// from the last status line (node's own or the kernel's init-exit line).
 fn pass_through_console(
-    mut console: impl std::io::Read,
+    mut console: impl Read,
     mut out: impl Write,
-) -> Option<crate::app::AppStatus> {
+) -> Option<(crate::app::AppStatus, crate::app::StatusSource)> {
     let mut buf = [0u8; 4096];
     let mut line: Vec<u8> = Vec::new();
     let mut status = None;
@@ -448,13 +461,18 @@ fn pass_through_console(
 
 /// The QEMU command line common to both modes, without the console options.
 fn qemu_command(cfg: &QemuConfig, accel: Accel) -> Command {
-    let mut cmd = Command::new(cfg.arch.qemu_system());
+    let qemu = &cfg.arch.target().qemu;
+    let mut cmd = Command::new(&qemu.system);
+    cmd.args(["-machine", &qemu.machine]);
     cmd.args(["-accel", accel.qemu_name()]);
-    if let Some(cpu) = cfg.arch.qemu_cpu() {
+    if let Some(cpu) = &qemu.cpu {
         cmd.args(["-cpu", cpu]);
     }
+    cmd.args(&qemu.extra_args);
     cmd.arg("-m")
         .arg(format!("{}M", cfg.memory_mib))
+        .arg("-smp")
+        .arg(cfg.cpus.to_string())
         .arg("-kernel")
         .arg(&cfg.kernel)
         .arg("-initrd")

@@ -9,6 +9,7 @@
 //! * Every console byte goes to a log file with a timestamp per line; errors
 //!   carry the last console lines and the log path.
 //! * [`node_checks`] drives the Node REPL of an image whose init is node.
+//! * [`node_suite`] runs Node's own test suite inside the guest.
 //! * [`run_interactive`] boots with the console on the terminal.
 //! * [`net`]: the guest's NIC on QEMU's user network, with forwarded ports.
 //! * [`app`]: guests that run an app: its exit status, HTTP through a
@@ -29,6 +30,7 @@ mod console;
 mod guest;
 pub mod net;
 pub mod node_checks;
+pub mod node_suite;
 
 use std::path::{Path, PathBuf};
 
@@ -55,8 +57,10 @@ pub struct QemuConfig {
     /// Guest RAM. The initramfs and its unpacked files are both in RAM while
     /// the kernel unpacks it, so a big image needs more than its size.
     pub memory_mib: u32,
-    /// Appended to the kernel command line after `console=ttyS0 panic=-1`
-    /// (and the network's argument).
+    /// Virtual CPUs (`-smp`); the guest's `os.cpus()` must list as many.
+    pub cpus: u32,
+    /// Appended to the kernel command line after `console=<the target's
+    /// serial console> panic=-1` (and the network's argument).
     pub append_extra: String,
     /// Arguments for init after its own name (`argv[1..]`): put on the
     /// kernel command line after `--`, which the kernel hands to init.
@@ -72,8 +76,11 @@ pub struct QemuConfig {
 
 impl QemuConfig {
     pub const DEFAULT_MEMORY_MIB: u32 = 512;
+    /// Two, not one: a check that the guest sees as many CPUs as QEMU gives
+    /// must not pass by accident of a uniprocessor kernel.
+    pub const DEFAULT_CPUS: u32 = 2;
 
-    /// A configuration with the defaults: 512 MiB, no extra kernel
+    /// A configuration with the defaults: 512 MiB, 2 CPUs, no extra kernel
     /// arguments, the log in `<target_dir>/nodeos/logs/<arch>/qemu.log`,
     /// KVM when usable.
     pub fn new(
@@ -87,6 +94,7 @@ impl QemuConfig {
             kernel: kernel.into(),
             initrd: initrd.into(),
             memory_mib: Self::DEFAULT_MEMORY_MIB,
+            cpus: Self::DEFAULT_CPUS,
             append_extra: String::new(),
             init_args: Vec::new(),
             network: None,
@@ -107,7 +115,7 @@ impl QemuConfig {
     /// the NIC before init starts. [`QemuConfig::init_args`] come last,
     /// after `--`: everything after it goes to init.
     pub fn kernel_cmdline(&self) -> String {
-        let mut cmdline = String::from("console=ttyS0 panic=-1");
+        let mut cmdline = format!("console={} panic=-1", self.arch.target().qemu.console);
         if self.arch == Arch::X86_64 {
             // At boot an x86_64 kernel checks that timer interrupts arrive
             // through the IO-APIC within a few ticks; under TCG on a busy

@@ -5,6 +5,14 @@
 //! The REPL echoes every input line, so each result is printed behind a
 //! marker that the source line does not contain: the JS builds it as
 //! `'@@'+'pid='`, so only the output has `@@pid=`.
+//!
+//! The checks of node's duties as init (mounts, names, orphans, TLS) are in
+//! [`pid1`]; the run ends with `process.exit(3)`, which node as PID 1 turns
+//! into the [`EXIT_STATUS_PREFIX`] line and a power-off.
+
+mod pid1;
+
+pub use pid1::GUEST_ONLY_KEYS;
 
 use std::fmt;
 use std::io::Write as _;
@@ -24,6 +32,35 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 /// From `process.exit()` to QEMU's exit.
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What node as PID 1 prints on the console as its last line before it
+/// powers off, followed by the exit status (0-255, as wait() reports it) and
+/// a newline. Printed by patches/node-*/0001-nodeos-init.patch
+/// (src/node_nodeos.cc, WriteStatusLine).
+pub const EXIT_STATUS_PREFIX: &str = "nodeos: exit status ";
+
+/// The regex of the status line; group 1 is the status.
+pub fn exit_status_regex() -> String {
+    format!(r"{}(\d+)\r?\n", regex::escape(EXIT_STATUS_PREFIX))
+}
+
+/// The pattern of the status line; group 1 is the status.
+pub fn exit_status_pattern() -> Pattern {
+    Pattern::regex(&exit_status_regex()).expect("a valid regex")
+}
+
+/// The status of the last [`EXIT_STATUS_PREFIX`] line in `console` output.
+pub fn parse_exit_status(console: &str) -> Option<u8> {
+    console
+        .lines()
+        .rev()
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix(EXIT_STATUS_PREFIX))
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// The status the run ends with (`process.exit(3)`): not 0, so a status
+/// that is lost or defaulted cannot pass.
+pub const FINAL_EXIT_STATUS: u8 = 3;
+
 /// Whether the Node build has `Intl` (`--with-intl=none` removes it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IntlExpectation {
@@ -31,6 +68,18 @@ pub enum IntlExpectation {
     Present,
     /// `Intl` must not exist.
     Absent,
+}
+
+/// How the run ends after `process.exit(FINAL_EXIT_STATUS)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndOfRun {
+    /// Node is PID 1 (a NodeOS guest): it prints the status line, syncs and
+    /// powers off; QEMU exits with success and the console shows no kernel
+    /// panic.
+    PowerOff,
+    /// Node is an ordinary process (the host tests): it exits with the
+    /// status.
+    ProcessExit,
 }
 
 /// What the host expects of the image.
@@ -46,9 +95,16 @@ pub struct NodeExpectations {
     pub pid: u32,
     /// A file the fs check writes and reads back (the rootfs is writable).
     pub fs_path: String,
-    /// `process.exit()` makes the kernel panic with `Attempted to kill init`
-    /// before QEMU exits (true for a guest).
-    pub init_exit_panics: bool,
+    /// The guest's `-smp` ([`crate::QemuConfig::cpus`]); `os.cpus()` must
+    /// list as many.
+    pub cpus: u32,
+    /// `os.hostname()`: PID 1 sets "nodeos" unless the kernel command line
+    /// says otherwise (`nodeos.hostname=`).
+    pub hostname: String,
+    /// A writable directory for the checks' files (the TLS test files, the
+    /// orphan check's note): /tmp, the tmpfs PID 1 mounts.
+    pub scratch_dir: String,
+    pub end: EndOfRun,
     /// Hashed by the sha256 check and compressed by the zlib check; varied
     /// per run so that no cached answer can pass.
     pub token: String,
@@ -64,7 +120,10 @@ impl NodeExpectations {
             intl,
             pid: 1,
             fs_path: "/nodeos-fs-check.txt".to_owned(),
-            init_exit_panics: true,
+            cpus: crate::QemuConfig::DEFAULT_CPUS,
+            hostname: "nodeos".to_owned(),
+            scratch_dir: "/tmp".to_owned(),
+            end: EndOfRun::PowerOff,
             token: run_token(),
         }
     }
@@ -98,6 +157,9 @@ pub struct NodeReport {
     pub boot_to_prompt: Duration,
     /// From QEMU start to its exit (or to the failure).
     pub total: Duration,
+    /// The status the run ended with: from node's [`EXIT_STATUS_PREFIX`]
+    /// line as PID 1, from the process otherwise; None when it never came.
+    pub exit_status: Option<u8>,
     pub log_path: PathBuf,
 }
 
@@ -117,12 +179,14 @@ impl fmt::Display for NodeReport {
         let passed = self.checks.iter().filter(|c| c.ok).count();
         writeln!(
             f,
-            "{} ({}): {passed}/{} checks passed; boot to prompt {:.1} s, total {:.1} s",
+            "{} ({}): {passed}/{} checks passed; boot to prompt {:.1} s, total {:.1} s; exit status {}",
             self.arch,
             self.accel,
             self.checks.len(),
             self.boot_to_prompt.as_secs_f64(),
-            self.total.as_secs_f64()
+            self.total.as_secs_f64(),
+            self.exit_status
+                .map_or_else(|| "none".to_owned(), |s| s.to_string())
         )?;
         let width = |pick: fn(&CheckResult) -> &str, title: &str| {
             self.checks
@@ -286,7 +350,7 @@ pub fn plan(exp: &NodeExpectations) -> Vec<Probe> {
         IntlExpectation::Present => "1,234,567.891",
         IntlExpectation::Absent => "absent",
     };
-    vec![
+    let mut probes = vec![
         Probe::new(
             "pid",
             "pid",
@@ -354,7 +418,9 @@ pub fn plan(exp: &NodeExpectations) -> Vec<Probe> {
             "typeof Intl==='object'?new Intl.NumberFormat('en-US').format(1234567.891):'absent'",
             Expected::Equals(intl_expected.to_owned()),
         ),
-    ]
+    ];
+    probes.extend(pid1::probes(exp));
+    probes
 }
 
 /// The async check: `setTimeout` prints after the line has finished
@@ -400,6 +466,7 @@ pub fn run_node_checks(guest: &mut Guest, exp: &NodeExpectations) -> anyhow::Res
         checks: Vec::new(),
         boot_to_prompt,
         total: Duration::ZERO,
+        exit_status: None,
         log_path: guest.log_path().to_owned(),
     };
     let mut probes = plan(exp);
@@ -437,11 +504,13 @@ pub fn run_node_checks(guest: &mut Guest, exp: &NodeExpectations) -> anyhow::Res
         }
     }
     report.checks.push(if alive {
-        exit_guest(guest, exp)
+        let (check, status) = exit_guest(guest, exp);
+        report.exit_status = status;
+        check
     } else {
         CheckResult {
             name: "exit".into(),
-            expected: exit_expectation(exp).into(),
+            expected: exit_expectation(exp),
             got: "not run".into(),
             ok: false,
         }
@@ -450,58 +519,63 @@ pub fn run_node_checks(guest: &mut Guest, exp: &NodeExpectations) -> anyhow::Res
     Ok(report)
 }
 
-fn exit_expectation(exp: &NodeExpectations) -> &'static str {
-    if exp.init_exit_panics {
-        "init exits with 0, QEMU exits"
-    } else {
-        "node exits with 0"
+fn exit_expectation(exp: &NodeExpectations) -> String {
+    match exp.end {
+        EndOfRun::PowerOff => {
+            format!("{EXIT_STATUS_PREFIX}{FINAL_EXIT_STATUS}, power off, no panic")
+        }
+        EndOfRun::ProcessExit => format!("node exits with {FINAL_EXIT_STATUS}"),
     }
 }
 
-/// `process.exit()`: as init, Node's exit makes the kernel panic with
-/// `Attempted to kill init! exitcode=0x00000000`, then QEMU exits.
-fn exit_guest(guest: &mut Guest, exp: &NodeExpectations) -> CheckResult {
-    let expected = exit_expectation(exp).to_owned();
+/// `process.exit(FINAL_EXIT_STATUS)`. As PID 1, node prints the status
+/// line and powers off: QEMU exits with success, and a kernel panic
+/// anywhere in the console output (init exiting included) fails the check.
+/// Returns the check and the status seen.
+fn exit_guest(guest: &mut Guest, exp: &NodeExpectations) -> (CheckResult, Option<u8>) {
+    let expected = exit_expectation(exp);
     let result = |got: String, ok| CheckResult {
         name: "exit".into(),
         expected: expected.clone(),
         got,
         ok,
     };
-    if let Err(err) = guest.send_line("process.exit()") {
-        return result(format!("could not send: {err}"), false);
+    if let Err(err) = guest.send_line(&format!("process.exit({FINAL_EXIT_STATUS})")) {
+        return (result(format!("could not send: {err}"), false), None);
     }
+    let mut status = None;
     let mut got = Vec::new();
-    if exp.init_exit_panics {
-        guest.expect_init_exit();
-        match guest.expect(
-            Pattern::regex(r"Attempted to kill init! exitcode=(0x[0-9a-f]+)").expect("valid regex"),
-            EXIT_TIMEOUT,
-        ) {
+    if exp.end == EndOfRun::PowerOff {
+        match guest.expect(exit_status_pattern(), EXIT_TIMEOUT) {
             Ok(m) => {
-                let code = m.group(1).unwrap_or_default();
-                if u64::from_str_radix(code.trim_start_matches("0x"), 16) != Ok(0) {
-                    return result(format!("init exited with {code}"), false);
-                }
-                got.push("init exited with 0".to_owned());
+                status = m.group(1).and_then(|s| s.parse::<u8>().ok());
+                got.push(format!(
+                    "{EXIT_STATUS_PREFIX}{}",
+                    m.group(1).unwrap_or_default()
+                ));
             }
-            Err(err) => return result(first_line(&err), false),
+            Err(err) => return (result(first_line(&err), false), None),
         }
     }
     match guest.wait_exit(EXIT_TIMEOUT) {
-        Ok(status) if status.success() => {
-            got.push(if exp.init_exit_panics {
-                "QEMU exited".to_owned()
-            } else {
-                "node exited with 0".to_owned()
-            });
-            result(got.join(", "), true)
+        Ok(qemu) => {
+            let ok = match exp.end {
+                EndOfRun::PowerOff => {
+                    got.push(format!("QEMU {qemu}"));
+                    qemu.success() && status == Some(FINAL_EXIT_STATUS)
+                }
+                EndOfRun::ProcessExit => {
+                    status = qemu.code().and_then(|c| u8::try_from(c).ok());
+                    got.push(format!("node {qemu}"));
+                    status == Some(FINAL_EXIT_STATUS)
+                }
+            };
+            (result(got.join(", "), ok), status)
         }
-        Ok(status) => {
-            got.push(format!("then {status}"));
-            result(got.join(", "), false)
+        Err(err) => {
+            got.push(first_line(&err));
+            (result(got.join(", "), false), status)
         }
-        Err(err) => result(first_line(&err), false),
     }
 }
 

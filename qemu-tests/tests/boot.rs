@@ -109,6 +109,36 @@ fn expected_panic_passes(arch: Arch) {
     assert!(status.success(), "QEMU: {status}");
 }
 
+/// What node does as PID 1 at its end, by the tiny init: reboot(RB_POWER_OFF)
+/// powers the machine off (ACPI) and QEMU exits, with no panic on the
+/// console. Also: the kernel runs every CPU QEMU gives (SMP).
+fn powers_off_and_runs_every_cpu(arch: Arch) {
+    let init = tiny_init(arch, "POWEROFF");
+    let cfg = config(arch, initramfs(arch, &init), &format!("poweroff-{arch}"));
+    assert!(cfg.cpus > 1, "one CPU would pass on a uniprocessor kernel");
+    let mut guest = Guest::launch(&cfg).unwrap_or_else(|e| panic!("launching {arch}: {e:#}"));
+    expect_init_lines(&mut guest, arch);
+    let cpus = guest
+        .expect(
+            Pattern::regex(r"NODEOS-TINY-INIT cpus=(-?\d+)\r?\n").unwrap(),
+            BOOT_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        cpus.group(1),
+        Some(cfg.cpus.to_string().as_str()),
+        "CPUs seen"
+    );
+    // No panic allowed: wait_exit fails on one.
+    let status = guest
+        .wait_exit(EXIT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "QEMU: {status}");
+    let log = std::fs::read_to_string(guest.log_path()).unwrap();
+    assert!(log.contains("reboot: Power down"), "the kernel powered off");
+    assert!(!log.contains("power off failed"), "reboot() returned");
+}
+
 /// A panic that is not init exiting: the initramfs is garbage, so the kernel
 /// finds no root filesystem.
 fn kernel_panic_fails_fast(arch: Arch) {
@@ -208,6 +238,7 @@ macro_rules! per_arch {
 
 per_arch!(
     boots_and_exits,
+    powers_off_and_runs_every_cpu,
     unexpected_init_exit_is_a_failure,
     expected_panic_passes,
     kernel_panic_fails_fast,

@@ -7,6 +7,7 @@ use crate::recipe::{self, Recipe};
 use crate::{Inputs, BUILD_SYSROOT_REL};
 use anyhow::{Context, Result};
 use nodeos_build::fetch::verify;
+use nodeos_build::jobrec::{self, RecipeShell};
 use nodeos_build::tree;
 use nodeos_build::util::{create_dir_all, remove_path};
 use nodeos_build::{Arch, StepCtx};
@@ -30,8 +31,7 @@ fn source_path(ctx: &StepCtx, r: &nodeos_build::Source) -> Result<PathBuf> {
 
 pub fn build(ctx: &mut StepCtx, arch: Arch, inputs: &Inputs) -> Result<()> {
     let recipe = Recipe::builtin();
-    let target = recipe.target(arch)?.clone();
-    let triple = target.triple.clone();
+    let triple = arch.triple().to_string();
     let b = ctx.build_dir().to_path_buf();
     let stage = ctx.out_dir().to_path_buf();
     let sysroot = b.join(BUILD_SYSROOT_REL);
@@ -78,7 +78,7 @@ pub fn build(ctx: &mut StepCtx, arch: Arch, inputs: &Inputs) -> Result<()> {
     ctx.resumable_step("binutils-make", |ctx| {
         let mut c = host_cmd("make", &obj_binutils, &stage);
         c.arg(format!("-j{jobs}")).arg("MAKEINFO=true");
-        ctx.run(c)
+        jobrec::run_make(ctx, "binutils-make", c, RecipeShell::Bash, ctx.env.jobs)
     })?;
     ctx.step("binutils-install", |ctx| {
         let mut c = host_cmd("make", &obj_binutils, &stage);
@@ -105,7 +105,7 @@ pub fn build(ctx: &mut StepCtx, arch: Arch, inputs: &Inputs) -> Result<()> {
         remove_path(&headers)?;
         create_dir_all(&headers.join("staged"))?;
         let mut c = host_cmd("make", &src.join("linux"), &stage);
-        c.arg(format!("ARCH={}", target.linux_arch))
+        c.arg(format!("ARCH={}", arch.target().linux_srcarch))
             .arg(format!("O={}", headers.display()))
             .arg(format!(
                 "INSTALL_HDR_PATH={}",
@@ -162,21 +162,25 @@ pub fn build(ctx: &mut StepCtx, arch: Arch, inputs: &Inputs) -> Result<()> {
         }
         ctx.run(c)
     })?;
-    let gcc_make = |ctx: &mut StepCtx, make: &str, target: Option<&str>| -> Result<()> {
-        let mut c = host_cmd("make", &obj_gcc, &stage);
-        c.arg(format!("-j{jobs}")).arg(format!("MAKE={make}"));
-        c.args(recipe.gcc.make_vars.iter());
-        if let Some(t) = target {
-            c.arg(t);
-        }
-        ctx.run(c)
-    };
+    // GCC's makefiles pass SHELL down to every sub-make themselves, so the
+    // recorder reaches the recursive makes too.
+    let gcc_make =
+        |ctx: &mut StepCtx, step: &str, make: &str, target: Option<&str>| -> Result<()> {
+            let mut c = host_cmd("make", &obj_gcc, &stage);
+            c.arg(format!("-j{jobs}")).arg(format!("MAKE={make}"));
+            c.args(recipe.gcc.make_vars.iter());
+            if let Some(t) = target {
+                c.arg(t);
+            }
+            jobrec::run_make(ctx, step, c, RecipeShell::Bash, ctx.env.jobs)
+        };
     ctx.resumable_step("gcc-all-gcc", |ctx| {
-        gcc_make(ctx, &flags.gcc_make, Some("all-gcc"))
+        gcc_make(ctx, "gcc-all-gcc", &flags.gcc_make, Some("all-gcc"))
     })?;
     ctx.resumable_step("gcc-static-libgcc", |ctx| {
         gcc_make(
             ctx,
+            "gcc-static-libgcc",
             &flags.gcc_make_static_libgcc,
             Some("all-target-libgcc"),
         )
@@ -208,7 +212,7 @@ pub fn build(ctx: &mut StepCtx, arch: Arch, inputs: &Inputs) -> Result<()> {
     ctx.resumable_step("musl-make", |ctx| {
         let mut c = host_cmd("make", &obj_musl, &stage);
         c.arg(format!("-j{jobs}")).args(&musl_vars);
-        ctx.run(c)
+        jobrec::run_make(ctx, "musl-make", c, RecipeShell::Sh, ctx.env.jobs)
     })?;
     ctx.step("musl-install-sysroot", |ctx| {
         let mut c = host_cmd("make", &obj_musl, &stage);
@@ -219,7 +223,9 @@ pub fn build(ctx: &mut StepCtx, arch: Arch, inputs: &Inputs) -> Result<()> {
     })?;
 
     // The rest of GCC: libgcc (shared too), libstdc++, libatomic.
-    ctx.resumable_step("gcc-rest", |ctx| gcc_make(ctx, &flags.gcc_make, None))?;
+    ctx.resumable_step("gcc-rest", |ctx| {
+        gcc_make(ctx, "gcc-rest", &flags.gcc_make, None)
+    })?;
 
     // Install GCC and musl into the output prefix; the sysroot is
     // <prefix>/<triple>, GCC's tooldir, so the toolchain is relocatable.

@@ -7,6 +7,7 @@ pub mod selftest;
 
 use anyhow::Result;
 use nodeos_build::fetch::{self, Fetcher, Resolved};
+use nodeos_build::host::HostCompiler;
 use nodeos_build::{Arch, Env, Key, Manifest, Phase, PhaseOutput};
 use std::path::PathBuf;
 
@@ -47,6 +48,15 @@ impl Toolchain {
             ("NM", self.tool("nm")),
             ("LD", self.tool("ld")),
         ]
+    }
+    /// Its gcc and g++, for a compiler launcher to wrap.
+    pub fn compilers(&self) -> nodeos_build::launcher::Compilers {
+        nodeos_build::launcher::Compilers {
+            arch: self.arch,
+            toolchain_key: self.output.key.clone(),
+            cc: self.tool("gcc"),
+            cxx: self.tool("g++"),
+        }
     }
     /// Lines for `--print-env` (shell-quoted).
     pub fn print_env(&self) -> String {
@@ -93,7 +103,7 @@ pub fn fetch_inputs(fetcher: &mut Fetcher) -> Result<Inputs> {
 /// relative form so it does not depend on the cache location).
 const BUILD_SYSROOT_REL: &str = "sysroot";
 
-pub fn key(env: &Env, arch: Arch, inputs: &Inputs) -> Result<Key> {
+pub fn key(env: &Env, arch: Arch, inputs: &Inputs, host: &HostCompiler) -> Result<Key> {
     let recipe = Recipe::builtin();
     let mut k = Key::new("toolchain", recipe.recipe_version);
     k.str("arch", arch.name());
@@ -111,7 +121,7 @@ pub fn key(env: &Env, arch: Arch, inputs: &Inputs) -> Result<Key> {
                 .map(|p| format!("{} -p{}", p.source, p.strip))
                 .collect::<Vec<_>>(),
         )
-        .str("linux_arch", &recipe.target(arch)?.linux_arch);
+        .str("linux_arch", &arch.target().linux_srcarch);
     for r in [&inputs.binutils, &inputs.gcc, &inputs.musl, &inputs.linux] {
         for s in r.all() {
             k.source(s);
@@ -125,26 +135,45 @@ pub fn key(env: &Env, arch: Arch, inputs: &Inputs) -> Result<Key> {
     }
     k.str("selftest.c", selftest::C_SOURCE)
         .str("selftest.cpp", selftest::CXX_SOURCE);
-    k.str("host-cc", &host_cc_version());
+    // The host compiler builds the cross compiler; a new host GCC is a new
+    // input.
+    k.str("host-cc", &host.cc);
     Ok(k)
 }
 
-/// The host compiler builds the cross compiler; a new host GCC is a new
-/// input.
-fn host_cc_version() -> String {
-    std::process::Command::new("gcc")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(String::from))
-        .unwrap_or_else(|| "unknown".into())
+/// The published toolchain for `arch`, if its key is in the cache; never
+/// builds or fetches anything.
+pub fn published(env: &Env, arch: Arch) -> Result<Option<Toolchain>> {
+    let host = HostCompiler::probe();
+    let phase = Phase::new(
+        env,
+        "toolchain",
+        Some(arch),
+        key(env, arch, &choose_inputs(env)?, &host)?,
+    );
+    if phase.cached().is_none() {
+        return Ok(None);
+    }
+    let output = phase.run(|_| {
+        anyhow::bail!("the published toolchain was removed while being reused; run again")
+    })?;
+    Ok(Some(Toolchain {
+        arch,
+        dir: output.dir.clone(),
+        output,
+    }))
 }
 
 /// Returns the toolchain for `arch`, building it if it is not cached.
 pub fn build(env: &Env, arch: Arch) -> Result<Toolchain> {
+    let host = HostCompiler::probe();
     let chosen = choose_inputs(env)?;
-    let phase = Phase::new(env, "toolchain", Some(arch), key(env, arch, &chosen)?);
+    let phase = Phase::new(
+        env,
+        "toolchain",
+        Some(arch),
+        key(env, arch, &chosen, &host)?,
+    );
     let (inputs, phase) = if phase.cached().is_some() {
         (chosen, phase)
     } else {
@@ -154,7 +183,12 @@ pub fn build(env: &Env, arch: Arch) -> Result<Toolchain> {
         )?;
         let mut fetcher = Fetcher::new(env)?;
         let inputs = fetch_inputs(&mut fetcher)?;
-        let phase = Phase::new(env, "toolchain", Some(arch), key(env, arch, &inputs)?);
+        let phase = Phase::new(
+            env,
+            "toolchain",
+            Some(arch),
+            key(env, arch, &inputs, &host)?,
+        );
         (inputs, phase)
     };
     let output = phase.run(|ctx| build::build(ctx, arch, &inputs))?;

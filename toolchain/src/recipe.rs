@@ -1,6 +1,6 @@
 //! The toolchain recipe (recipe.toml) and the flags it turns into.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use nodeos_build::Arch;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -18,8 +18,6 @@ pub struct Recipe {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
-    pub triple: String,
-    pub linux_arch: String,
     #[serde(default)]
     pub gcc_configure: Vec<String>,
 }
@@ -55,17 +53,9 @@ impl Recipe {
 
     pub fn parse(text: &str) -> Result<Recipe> {
         let r: Recipe = toml::from_str(text).context("parsing toolchain recipe")?;
-        for (name, t) in &r.targets {
-            let arch: Arch = name
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("recipe target {name}: {e}"))?;
-            if arch.triple() != t.triple {
-                bail!(
-                    "recipe target {name}: triple {} does not match the arch table ({})",
-                    t.triple,
-                    arch.triple()
-                );
-            }
+        for name in r.targets.keys() {
+            nodeos_build::arch::recipe_row(name)
+                .map_err(|e| anyhow::anyhow!("toolchain recipe target {e}"))?;
         }
         Ok(r)
     }
@@ -91,7 +81,7 @@ pub struct Flags {
 
 pub fn flags(recipe: &Recipe, arch: Arch, build_sysroot: &str) -> Result<Flags> {
     let t = recipe.target(arch)?;
-    let triple = &t.triple;
+    let triple = arch.triple();
     // The sysroot is /<triple> under an empty prefix, i.e. relative to the
     // installed compiler: that makes the toolchain relocatable.
     let common = vec![
@@ -127,16 +117,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builtin_recipe_has_both_targets() {
+    fn builtin_recipe_has_a_row_for_every_target() {
         let r = Recipe::builtin();
-        assert_eq!(r.target(Arch::I386).unwrap().triple, "i686-linux-musl");
-        assert_eq!(r.target(Arch::X86_64).unwrap().triple, "x86_64-linux-musl");
+        for arch in Arch::all() {
+            r.target(arch).unwrap();
+        }
+        assert_eq!(r.targets.len(), Arch::all().len());
     }
 
     #[test]
     fn flags_per_target() {
         let r = Recipe::builtin();
-        for arch in Arch::ALL {
+        for arch in Arch::all() {
             let f = flags(&r, arch, "/b/sysroot").unwrap();
             let t = arch.triple();
             for list in [&f.binutils_configure, &f.gcc_configure] {
@@ -175,14 +167,17 @@ mod tests {
     #[test]
     fn bad_recipes_are_refused() {
         let text = include_str!("../recipe.toml");
-        let e = Recipe::parse(&text.replace(
-            "triple = \"i686-linux-musl\"",
-            "triple = \"arm-linux-musl\"",
-        ))
-        .unwrap_err();
-        assert!(format!("{e:#}").contains("does not match"), "{e:#}");
+        let e = Recipe::parse(&text.replace("[targets.i386]", "[targets.i686]")).unwrap_err();
+        assert!(format!("{e:#}").contains("not an alias"), "{e:#}");
         let e = Recipe::parse(&text.replace("[targets.i386]", "[targets.sparc]")).unwrap_err();
         assert!(format!("{e:#}").contains("sparc"), "{e:#}");
+        // A repeated fact is refused, not silently ignored.
+        let e = Recipe::parse(&text.replace(
+            "[targets.i386]\n",
+            "[targets.i386]\ntriple = \"i686-linux-musl\"\n",
+        ))
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("triple"), "{e:#}");
         assert!(Recipe::parse(&format!("{text}\nextra = 1\n")).is_err());
     }
 }

@@ -62,7 +62,7 @@ pub fn check_app(env: &Env, arch: Arch, img: &image::Image, a: &BootArgs) -> Res
     if a.net.publish.is_empty() {
         let end = wait_app_exit(&mut guest, APP_TIMEOUT)?;
         report.passed = end.status.success();
-        report.outcome = format!("the app ended with {}", end.status);
+        report.outcome = format!("the app ended with {} ({})", end.status, end.source);
         report.at = Some(end.at);
         return Ok(report);
     }
@@ -93,13 +93,13 @@ pub fn check_app(env: &Env, arch: Arch, img: &image::Image, a: &BootArgs) -> Res
     Ok(report)
 }
 
-pub fn run_app_tests(env: &Env, a: &BootArgs, app: &initramfs::App) -> Result<()> {
+pub fn run_app_tests(env: &Env, arches: &[Arch], a: &BootArgs, app: &initramfs::App) -> Result<()> {
     let net = Network::with_forwards(a.net.publish.clone());
     net.check_host_ports()?;
     println!("app: {}", crate::app_args::describe(app));
     let mut reports = Vec::new();
     let mut failed = Vec::new();
-    for arch in a.common.arches() {
+    for &arch in arches {
         let img = image::build(env, arch, a.kernel.as_deref(), Some(app))?;
         match check_app(env, arch, &img, a) {
             Ok(r) => {
@@ -112,8 +112,8 @@ pub fn run_app_tests(env: &Env, a: &BootArgs, app: &initramfs::App) -> Result<()
         }
     }
     println!(
-        "{:<8} {:<8} {:<6} {:>14}  {}",
-        "arch", "result", "accel", "boot→answer", "outcome"
+        "{:<8} {:<8} {:<6} {:>14}  outcome",
+        "arch", "result", "accel", "boot→answer"
     );
     for r in &reports {
         println!(

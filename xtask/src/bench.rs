@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    #[command(flatten)]
-    common: Common,
     /// Boots per arch for the boot-to-prompt median
     #[arg(long, default_value_t = 5)]
     boots: usize,
@@ -34,6 +32,18 @@ pub struct BenchArgs {
     app: crate::app_args::AppArgs,
     #[command(flatten)]
     net: crate::app_args::NetArgs,
+    /// Only the build-time model: replay the recorded jobs of the built
+    /// phases on 2 to 256 workers
+    #[arg(long)]
+    model: bool,
+    /// With --model: check the model against real -j1 and -j2 kernel
+    /// builds (two cold kernel builds in scratch caches)
+    #[arg(long, requires = "model")]
+    check: bool,
+    /// With --model: also model this published phase output (a dir with
+    /// timings.json and jobs/), e.g. one copied from another machine
+    #[arg(long, value_name = "DIR", requires = "model")]
+    records: Vec<std::path::PathBuf>,
 }
 
 fn initramfs_throughput(env: &Env, archive_mb: u64) -> Result<String> {
@@ -103,11 +113,14 @@ fn boot_to_http(
     }
 }
 
-pub fn run(a: BenchArgs) -> Result<()> {
-    let env = a.common.env()?;
+pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
+    let env = common.env()?;
     if a.initramfs_only {
         println!("{}", initramfs_throughput(&env, a.archive_mb)?);
         return Ok(());
+    }
+    if a.model {
+        return crate::model_report::run(&env, &common.arches(), &a.records, a.check, !a.no_write);
     }
     let app = a.app.load()?;
     let forward = match (&app, a.net.publish.as_slice()) {
@@ -119,7 +132,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if let Some(f) = forward {
         qemu_tests::Network::with_forwards(vec![f]).check_host_ports()?;
     }
-    let arches = a.common.arches();
+    let arches = common.arches();
+
     let mut md = String::new();
     writeln!(md, "# Benchmarks\n")?;
     writeln!(md, "Written by `cargo xtask bench` on {} ({} CPUs). Re-run it to refresh; do not edit by hand.\n", host_name(), env.jobs)?;
@@ -270,12 +284,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
     }
 
-    writeln!(md, "\n## initramfs writer throughput\n")?;
+    writeln!(md, "\n{}", crate::node_test::bench_section(&env, &arches))?;
+
+    writeln!(md, "## initramfs writer throughput\n")?;
     writeln!(md, "{}", initramfs_throughput(&env, a.archive_mb)?)?;
 
+    let path = env.project_root.join("BENCHMARKS.md");
+    // The model's section is written by `bench --model`; keep it.
+    if let Some(model) = crate::model_report::current_section(&path) {
+        writeln!(md, "\n{}", model.trim_end())?;
+    }
     print!("{md}");
     if !a.no_write {
-        let path = env.project_root.join("BENCHMARKS.md");
         std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

@@ -7,15 +7,13 @@ use nodeos_build::host;
 
 #[derive(Args)]
 pub struct DoctorArgs {
-    #[command(flatten)]
-    common: Common,
     /// Install what is missing with apt-get (through sudo when not root)
     #[arg(long)]
     install: bool,
 }
 
-pub fn run(a: DoctorArgs) -> Result<()> {
-    let env = a.common.env()?;
+pub fn run(common: &Common, a: DoctorArgs) -> Result<()> {
+    let env = common.env()?;
     for t in host::TOOLS {
         let mark = if t.present() { "ok     " } else { "MISSING" };
         println!("{mark} {:<28} (Debian package {})", t.what, t.package);

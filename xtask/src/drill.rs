@@ -27,8 +27,6 @@ use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct DrillArgs {
-    #[command(flatten)]
-    common: Common,
     /// Seconds into the kernel's make before the first run is killed
     #[arg(long, default_value_t = 30)]
     kill_after: u64,
@@ -80,9 +78,9 @@ impl Case {
     }
 }
 
-pub fn run(a: DrillArgs) -> Result<()> {
-    let env = a.common.env()?;
-    let arch = *a.common.arches().last().expect("at least one arch");
+pub fn run(common: &Common, a: DrillArgs) -> Result<()> {
+    let env = common.env()?;
+    let arch = *common.arches().last().expect("at least one arch");
     if let Some(scratch) = &a.inner {
         let sha = a
             .expect_sha

@@ -4,27 +4,28 @@ use crate::Common;
 use anyhow::{bail, Result};
 use clap::Args;
 use nodeos_build::fetch::Fetcher;
+use std::collections::BTreeSet;
 
 #[derive(Args)]
-pub struct FetchArgs {
-    #[command(flatten)]
-    common: Common,
-}
+pub struct FetchArgs {}
 
-pub fn run(a: FetchArgs) -> Result<()> {
-    let env = a.common.env()?;
+pub fn run(common: &Common, _args: FetchArgs) -> Result<()> {
+    let env = common.env()?;
     nodeos_build::host::require("fetch", &[nodeos_build::host::Need::Fetch])?;
     let mut fetcher = Fetcher::new(&env)?;
     // Every phase's sources are the same for both arches today; --arch is
     // accepted so that per-arch sources can join later.
-    let _ = a.common.arches();
-    let packages = [
+    let _ = common.arches();
+    let mut packages = vec![
         (toolchain::manifest(), "binutils"),
         (toolchain::manifest(), "gcc"),
         (toolchain::manifest(), "musl"),
         (kernel::manifest(), "linux"),
         (node_static::manifest(), "node"),
     ];
+    for p in packages::Registry::builtin().all() {
+        packages.push((p.manifest.clone(), p.spec.source.as_str()));
+    }
     // Try every package before failing, so that one run lists everything
     // that is missing (an offline user copies all of it at once).
     let mut failures = Vec::new();
@@ -52,9 +53,7 @@ pub fn run(a: FetchArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct CleanArgs {
-    #[command(flatten)]
-    common: Common,
-    /// Also delete the download directory
+    /// Also delete the downloaded sources (the files the manifests name; other files in the download dir are kept)
     #[arg(long)]
     downloads: bool,
     /// Only these phases (repeat or comma list) [default: all]
@@ -62,18 +61,39 @@ pub struct CleanArgs {
     phases: Vec<String>,
 }
 
+/// Every file name a source manifest declares, in every variant: what
+/// `clean --downloads` may remove from the download dir.
+fn source_files() -> BTreeSet<String> {
+    [
+        toolchain::manifest(),
+        kernel::manifest(),
+        node_static::manifest(),
+    ]
+    .into_iter()
+    .flat_map(|m| m.sources.into_iter().map(|s| s.file))
+    .collect()
+}
+
 /// Every phase with outputs in the cache.
 const PHASES: [&str; 4] = ["toolchain", "kernel", "node", "initramfs"];
 
-pub fn clean(a: CleanArgs) -> Result<()> {
-    let env = a.common.env()?;
+pub fn clean(common: &Common, a: CleanArgs) -> Result<()> {
+    let env = common.env()?;
     // The ccache dir is kept: it is what makes a rebuild after a clean fast.
     let phases: Vec<&str> = if a.phases.is_empty() {
-        PHASES.to_vec()
+        PHASES
+            .into_iter()
+            .chain(
+                packages::Registry::builtin()
+                    .all()
+                    .map(|p| p.phase.as_str()),
+            )
+            .collect()
     } else {
         a.phases.iter().map(String::as_str).collect()
     };
-    let done = nodeos_build::cache::clean(&env, &phases, &a.common.arches(), !a.downloads)?;
+    let downloads = a.downloads.then(source_files);
+    let done = nodeos_build::cache::clean(&env, &phases, &common.arches(), downloads.as_ref())?;
     for r in &done.removed {
         println!("removed {}", r.display());
     }

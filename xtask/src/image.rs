@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct ImageArgs {
-    #[command(flatten)]
-    pub common: Common,
     /// Use this bzImage instead of building the kernel
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
@@ -72,28 +70,42 @@ pub fn build_initramfs(
         k.str("app.sha256", &app.digest()?);
     }
     let name = initramfs_file_name();
-    Phase::new(env, "initramfs", Some(arch), k).run(|ctx| {
-        ctx.step("write", |ctx| {
-            elf::check_static(init, arch)?;
-            let out = ctx.out_dir().join(&name);
-            let layout = match app {
-                Some(app) => initramfs::app_layout(init, app),
-                None => initramfs::nodeos_layout(init),
-            };
-            let stats = initramfs::write_archive_to_path(&layout, &opts, &out)?;
-            ctx.log(&format!(
-                "wrote {} ({} entries, {} uncompressed, {} written)",
-                out.display(),
-                stats.entries,
-                fmt_size(stats.bytes_uncompressed),
-                fmt_size(stats.bytes_written)
-            ));
-            write_atomic(
-                &ctx.out_dir().join("uncompressed-size"),
-                stats.bytes_uncompressed.to_string().as_bytes(),
-            )
+    Phase::new(env, "initramfs", Some(arch), k)
+        .outputs(&[&name, "uncompressed-size"])
+        .run(|ctx| {
+            ctx.step("write", |ctx| {
+                elf::check_static(init, arch)?;
+                let out = ctx.out_dir().join(&name);
+                let layout = match app {
+                    Some(app) => initramfs::app_layout(init, app),
+                    None => initramfs::nodeos_layout(init),
+                };
+                let stats = initramfs::write_archive_to_path(&layout, &opts, &out)?;
+                ctx.log(&format!(
+                    "wrote {} ({} entries, {} uncompressed, {} written)",
+                    out.display(),
+                    stats.entries,
+                    fmt_size(stats.bytes_uncompressed),
+                    fmt_size(stats.bytes_written)
+                ));
+                write_atomic(
+                    &ctx.out_dir().join("uncompressed-size"),
+                    stats.bytes_uncompressed.to_string().as_bytes(),
+                )
+            })
         })
-    })
+}
+
+/// Checks a `--kernel` against every selected arch before anything is
+/// built: with both arches, an i386 bzImage must be refused for x86_64 now,
+/// not after the whole i386 build.
+pub fn check_user_kernel(user_kernel: Option<&Path>, arches: &[Arch]) -> Result<()> {
+    if let Some(p) = user_kernel {
+        for &arch in arches {
+            kernel::check_user_bzimage_for(p, arch)?;
+        }
+    }
+    Ok(())
 }
 
 pub fn build(
@@ -257,12 +269,14 @@ fn boot_json(
     }))
 }
 
-pub fn run(a: ImageArgs) -> Result<()> {
-    let env = a.common.env()?;
+pub fn run(common: &Common, a: ImageArgs) -> Result<()> {
+    let env = common.env()?;
     let app = a.app.load()?;
     let started = std::time::Instant::now();
+    let arches = common.arches();
+    check_user_kernel(a.kernel.as_deref(), &arches)?;
     let mut rows = Vec::new();
-    for arch in a.common.arches() {
+    for arch in arches {
         let img = build(&env, arch, a.kernel.as_deref(), app.as_ref())?;
         for p in &img.phases {
             let how = p.how();
@@ -286,7 +300,7 @@ pub fn run(a: ImageArgs) -> Result<()> {
     if rows.is_empty() {
         bail!("no arch selected");
     }
-    println!("{:<8} {:<10} {}", "arch", "phase", "this run");
+    println!("{:<8} {:<10} this run", "arch", "phase");
     for r in rows {
         println!("{r}");
     }

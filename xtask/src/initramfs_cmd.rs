@@ -1,6 +1,7 @@
 //! `cargo xtask initramfs --init BIN -o FILE`: the NodeOS layout around any
 //! static init binary (users bring their own).
 
+use crate::Common;
 use anyhow::{bail, Result};
 use clap::Args;
 use nodeos_build::util::fmt_size;
@@ -20,18 +21,29 @@ pub struct InitramfsArgs {
     compression: Option<initramfs::Compression>,
 }
 
-pub fn run(a: InitramfsArgs) -> Result<()> {
+pub fn run(common: &Common, a: InitramfsArgs) -> Result<()> {
     let info = elf::inspect(&a.init)?;
-    let arch = Arch::ALL
-        .into_iter()
-        .find(|x| x.elf_machine() == info.machine);
-    let Some(arch) = arch else {
+    let Some(arch) = elf::arch_of(&info) else {
+        let boots: Vec<String> = Arch::all()
+            .iter()
+            .map(|x| format!("{x} ({}-bit)", if x.elf_is_64() { 64 } else { 32 }))
+            .collect();
         bail!(
-            "{} is built for {}, which NodeOS does not boot",
+            "{} is built for {}, which NodeOS does not boot (it boots {}); build the init for one of those",
             a.init.display(),
-            elf::machine_name(info.machine)
+            elf::target_name(&info),
+            boots.join(", ")
         );
     };
+    // The arch comes from the init itself; an explicit --arch must agree.
+    let asked = common.explicit_arches();
+    if !asked.is_empty() && !asked.contains(&arch) {
+        bail!(
+            "{} is built for {arch}, but --arch asks for {}; drop --arch or give an init built for it",
+            a.init.display(),
+            asked.iter().map(|x| x.name()).collect::<Vec<_>>().join(",")
+        );
+    }
     // A dynamic init cannot run in an archive that holds nothing else.
     elf::check_static(&a.init, arch)?;
     let mut opts = initramfs::Options::from_env()?;

@@ -4,15 +4,21 @@
 mod app_args;
 mod app_run;
 mod bench;
+mod bench_model;
 mod doctor;
 mod drill;
 mod fetch;
 mod image;
 mod initramfs_cmd;
 mod kernel_cmd;
+#[cfg(test)]
+mod key_pins;
+mod model_report;
 mod node_cmd;
+mod node_test;
 mod qemu_cmd;
 mod toolchain_cmd;
+mod verify;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -22,15 +28,19 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     about = "Build NodeOS: a Linux whose whole userspace is a static Node.js",
     disable_help_subcommand = true
 )]
 struct Cli {
+    /// Global: accepted before the command name as well as after it.
+    #[command(flatten)]
+    common: Common,
     #[command(subcommand)]
     command: Command,
 }
 
-/// Flags every command takes.
+/// Flags every command takes, before or after the command name.
 #[derive(Args, Clone, Debug)]
 pub struct Common {
     /// Target arch(es): i386 (i686, x86), x86_64 (amd64); repeat or use a comma list [default: both]
@@ -52,11 +62,19 @@ fn parse_arch_list(s: &str) -> Result<Vec<Arch>, String> {
 }
 
 impl Common {
+    /// The selected arches: those given with --arch, else all.
     pub fn arches(&self) -> Vec<Arch> {
-        let mut v: Vec<Arch> = self.arch.iter().flatten().copied().collect();
+        let v = self.explicit_arches();
         if v.is_empty() {
-            v = Arch::ALL.to_vec();
+            Arch::all()
+        } else {
+            v
         }
+    }
+
+    /// The arches given with --arch (none when it was not given).
+    pub fn explicit_arches(&self) -> Vec<Arch> {
+        let mut v: Vec<Arch> = self.arch.iter().flatten().copied().collect();
         v.sort();
         v.dedup();
         v
@@ -86,6 +104,8 @@ enum Command {
     Initramfs(initramfs_cmd::InitramfsArgs),
     /// Boot each image in QEMU and check Node over the serial console
     QemuTest(qemu_cmd::BootArgs),
+    /// Run Node's own test suite inside the booted guest; -j/--jobs: tests at once [default: 2]
+    NodeTest(node_test::NodeTestArgs),
     /// Boot one image in QEMU with the console on this terminal (quit: Ctrl-A x)
     Run(qemu_cmd::BootArgs),
     /// Measure phases, sizes, boot time, memory floor and initramfs throughput; write BENCHMARKS.md
@@ -94,6 +114,8 @@ enum Command {
     Drill(drill::DrillArgs),
     /// Remove cached phase outputs and build dirs (downloads are kept)
     Clean(fetch::CleanArgs),
+    /// Check every cached output against the sizes and sha256 recorded when it was published
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -110,30 +132,28 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
-            // One line: what was wrong and what is accepted.
-            let text = e.render().to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            eprintln!("cargo xtask: {first} (see `cargo xtask --help`)");
+            // clap's whole message: what was wrong, which arguments are
+            // missing or which values are accepted, and the usage line.
+            let _ = e.print();
             return ExitCode::from(2);
         }
     };
+    let common = &cli.common;
     let result = match cli.command {
-        Command::Fetch(a) => fetch::run(a),
-        Command::Doctor(a) => doctor::run(a),
-        Command::Toolchain(a) => toolchain_cmd::run(a),
-        Command::Kernel(a) => kernel_cmd::run(a),
-        Command::Node(a) => node_cmd::run(a),
-        Command::Image(a) => image::run(a),
-        Command::Initramfs(a) => initramfs_cmd::run(a),
-        Command::QemuTest(a) => qemu_cmd::run_tests(a),
-        Command::Run(a) => qemu_cmd::run_interactive(a),
-        Command::Bench(a) => bench::run(a),
-        Command::Drill(a) => drill::run(a),
-        Command::Clean(a) => fetch::clean(a),
+        Command::Fetch(a) => fetch::run(common, a),
+        Command::Doctor(a) => doctor::run(common, a),
+        Command::Toolchain(a) => toolchain_cmd::run(common, a),
+        Command::Kernel(a) => kernel_cmd::run(common, a),
+        Command::Node(a) => node_cmd::run(common, a),
+        Command::Image(a) => image::run(common, a),
+        Command::Initramfs(a) => initramfs_cmd::run(common, a),
+        Command::QemuTest(a) => qemu_cmd::run_tests(common, a),
+        Command::NodeTest(a) => node_test::run(common, a),
+        Command::Run(a) => qemu_cmd::run_interactive(common, a),
+        Command::Bench(a) => bench::run(common, a),
+        Command::Drill(a) => drill::run(common, a),
+        Command::Clean(a) => fetch::clean(common, a),
+        Command::Verify(a) => verify::run(common, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,14 +6,11 @@ use clap::Args;
 use nodeos_build::util::fmt_size;
 
 #[derive(Args)]
-pub struct NodeArgs {
-    #[command(flatten)]
-    common: Common,
-}
+pub struct NodeArgs {}
 
-pub fn run(a: NodeArgs) -> Result<()> {
-    let env = a.common.env()?;
-    for arch in a.common.arches() {
+pub fn run(common: &Common, _args: NodeArgs) -> Result<()> {
+    let env = common.env()?;
+    for arch in common.arches() {
         let n = node_static::build(&env, arch)?;
         let size = |p: &std::path::Path| {
             std::fs::metadata(p)

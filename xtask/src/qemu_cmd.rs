@@ -12,8 +12,6 @@ use std::path::PathBuf;
 /// Flags of the commands that boot images (`qemu-test`, `run`).
 #[derive(Args)]
 pub struct BootArgs {
-    #[command(flatten)]
-    pub common: Common,
     /// Use this bzImage instead of building the kernel
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
@@ -74,19 +72,21 @@ pub fn boot_and_check(
     run_node_checks(&mut guest, &exp)
 }
 
-pub fn run_tests(a: BootArgs) -> Result<()> {
-    let env = a.common.env()?;
+pub fn run_tests(common: &Common, a: BootArgs) -> Result<()> {
+    let env = common.env()?;
     let app = a.app.load()?;
     nodeos_build::host::require("qemu-test", &[nodeos_build::host::Need::Qemu])?;
+    let arches = common.arches();
+    image::check_user_kernel(a.kernel.as_deref(), &arches)?;
     if let Some(app) = &app {
-        return crate::app_run::run_app_tests(&env, &a, app);
+        return crate::app_run::run_app_tests(&env, &arches, &a, app);
     }
     if !a.net.publish.is_empty() {
         bail!("-p forwards ports to an app's server: give the app with --app DIR (the REPL checks need no ports)");
     }
     let mut failed = Vec::new();
     let mut reports = Vec::new();
-    for arch in a.common.arches() {
+    for arch in arches {
         let img = image::build(&env, arch, a.kernel.as_deref(), None)?;
         match boot_and_check(&env, arch, &img, a.memory) {
             Ok(r) => {
@@ -103,17 +103,19 @@ pub fn run_tests(a: BootArgs) -> Result<()> {
         }
     }
     println!(
-        "{:<8} {:<8} {:<6} {:>14} {:>10}",
-        "arch", "result", "accel", "boot→prompt", "total"
+        "{:<8} {:<8} {:<6} {:>14} {:>10} {:>6}",
+        "arch", "result", "accel", "boot→prompt", "total", "status"
     );
     for (arch, r) in &reports {
         println!(
-            "{:<8} {:<8} {:<6} {:>13.2}s {:>9.2}s",
+            "{:<8} {:<8} {:<6} {:>13.2}s {:>9.2}s {:>6}",
             arch.name(),
             if r.passed() { "PASS" } else { "FAIL" },
             format!("{:?}", r.accel),
             r.boot_to_prompt.as_secs_f64(),
-            r.total.as_secs_f64()
+            r.total.as_secs_f64(),
+            r.exit_status
+                .map_or_else(|| "-".to_owned(), |s| s.to_string())
         );
     }
     if !failed.is_empty() {
@@ -122,9 +124,9 @@ pub fn run_tests(a: BootArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn run_interactive(a: BootArgs) -> Result<()> {
-    let env = a.common.env()?;
-    let arches = a.common.arches();
+pub fn run_interactive(common: &Common, a: BootArgs) -> Result<()> {
+    let env = common.env()?;
+    let arches = common.arches();
     let [arch] = arches[..] else {
         bail!("`run` boots one image: pick it with --arch i386 or --arch x86_64");
     };
@@ -150,8 +152,8 @@ pub fn run_interactive(a: BootArgs) -> Result<()> {
     }
     let end = qemu_tests::run_interactive(&cfg)?;
     match end.app {
-        Some(status) => {
-            eprintln!("NodeOS ({arch}): node (PID 1) ended with {status}");
+        Some((status, source)) => {
+            eprintln!("NodeOS ({arch}): node (PID 1) ended with {status} ({source})");
             if status.success() {
                 Ok(())
             } else {
@@ -159,6 +161,10 @@ pub fn run_interactive(a: BootArgs) -> Result<()> {
             }
         }
         None if end.qemu.success() => Ok(()),
-        None => bail!("{} ended with {}", arch.qemu_system(), end.qemu),
+        None => bail!(
+            "{} ended with {} and no exit status of node on the console",
+            arch.target().qemu.system,
+            end.qemu
+        ),
     }
 }

@@ -19,16 +19,18 @@ fn help_lists_working_commands() {
     }
 }
 
+/// stderr of a usage error: exit 2, no panic.
+fn usage_error(args: &[&str]) -> String {
+    let o = xtask(args);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
 #[test]
-fn unknown_arch_is_one_line_exit_2() {
-    let o = xtask(&["fetch", "--arch", "arm64"]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected:\n{err}"
-    );
+fn unknown_arch_names_the_accepted_ones_exit_2() {
+    let err = usage_error(&["fetch", "--arch", "arm64"]);
     assert!(
         err.contains("arm64") && err.contains("i386") && err.contains("x86_64"),
         "{err}"
@@ -42,16 +44,51 @@ fn unknown_flag_and_command_exit_2() {
         &["frobnicate"][..],
         &["toolchain", "-j", "many"][..],
     ] {
-        let o = xtask(args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "{args:?}: one line expected:\n{err}"
-        );
-        assert!(!err.contains("panicked"), "{err}");
+        let err = usage_error(args);
+        assert!(err.contains(args[args.len() - 1]), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn usage_errors_show_claps_whole_message() {
+    // Which required argument is missing, not only that one is.
+    let err = usage_error(&["initramfs", "-o", "x.cpio"]);
+    assert!(
+        err.contains("required arguments were not provided") && err.contains("--init <BIN>"),
+        "{err}"
+    );
+    assert!(err.contains("Usage: cargo xtask initramfs"), "{err}");
+    // Which values are accepted.
+    let err = usage_error(&["clean", "--phase", "bogus"]);
+    for phase in ["toolchain", "kernel", "node", "initramfs"] {
+        assert!(err.contains(phase), "{phase} not listed: {err}");
+    }
+}
+
+#[test]
+fn common_flags_go_before_the_command_too() {
+    let d = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .env("NODEOS_CACHE_DIR", d.path())
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["--arch", "i386", "clean"][..],
+        &["--arch=x86_64", "-v", "clean", "--phase", "node"][..],
+        &["-j", "2", "--offline", "clean"][..],
+    ] {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+    }
+    // And they mean the same there: a bad value is refused the same way.
+    let o = run(&["--arch", "arm64", "clean"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("arm64"));
+    let o = run(&["-j", "0", "clean"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--jobs must be at least 1"));
 }
 
 #[test]
@@ -208,14 +245,37 @@ fn offline_fetch_lists_every_missing_file() {
         .unwrap();
     let err = failure_text(&o);
     // One run names the files of every package and where they go.
-    for file in ["binutils-", "gcc-", "musl-", "linux-", "node"] {
+    // (the library packages' sources too: brotli, zlib)
+    for file in [
+        "binutils-",
+        "gcc-",
+        "musl-",
+        "linux-",
+        "node",
+        "brotli-",
+        "zlib_",
+    ] {
         assert!(err.contains(file), "{file} not listed:\n{err}");
     }
     assert!(
         err.contains(&d.path().join("cache").join("dl").display().to_string()),
         "{err}"
     );
-    assert!(err.contains("5 of 5 packages"), "{err}");
+    let counts = err
+        .lines()
+        .find_map(|l| {
+            l.split(" packages could not")
+                .next()
+                .filter(|_| l.contains(" packages could not"))
+        })
+        .unwrap_or_else(|| panic!("no count line:\n{err}"));
+    let (failed, all) = counts.rsplit_once(" of ").expect("N of M");
+    assert!(all.trim().parse::<usize>().unwrap() >= 7, "{err}");
+    assert_eq!(
+        failed.trim().rsplit(' ').next(),
+        Some(all.trim()),
+        "every package is listed as missing:\n{err}"
+    );
 }
 
 #[test]
@@ -292,4 +352,364 @@ fn clean_takes_one_phase_and_arch_and_spares_running_builds() {
     assert!(cache.join("out/node").join(&b).exists());
     assert!(cache.join(format!("build/node-i386-{}", &b[..16])).exists());
     assert!(kernel_build.exists() && ccache.exists());
+}
+
+/// A real static x86_64 executable from the host compiler, with `pad`
+/// bytes of noise appended (ELF loaders ignore trailing bytes; xz takes
+/// seconds over them).
+fn static_init(dir: &std::path::Path, name: &str, pad: usize) -> std::path::PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, "int main(void) { return 0; }\n").unwrap();
+    let bin = dir.join(name);
+    let st = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .expect("gcc runs (install build-essential)");
+    assert!(st.success(), "gcc -static failed (libc6-dev installed?)");
+    if pad > 0 {
+        let mut bytes = std::fs::read(&bin).unwrap();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        bytes.extend((0..pad).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        }));
+        std::fs::write(&bin, bytes).unwrap();
+    }
+    bin
+}
+
+/// `cargo xtask initramfs --init INIT -o OUT`, killed if it runs longer
+/// than 20 s (a hang is a failure, not a stuck test run).
+fn initramfs_cmd(init: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["initramfs", "--compression", "none", "--init"])
+        .arg(init)
+        .arg("-o")
+        .arg(out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() > 20 {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("initramfs --init {} hung for 20 s", init.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A refusal: one line naming `path`, no panic.
+fn refusal(o: &std::process::Output, path: &std::path::Path) -> String {
+    let err = failure_text(o);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    err
+}
+
+#[test]
+fn the_init_itself_is_never_the_output() {
+    let d = tempfile::tempdir().unwrap();
+    let init = static_init(d.path(), "init", 0);
+    let original = std::fs::read(&init).unwrap();
+    let hard = d.path().join("hardlink");
+    std::fs::hard_link(&init, &hard).unwrap();
+    let soft = d.path().join("symlink");
+    std::os::unix::fs::symlink(&init, &soft).unwrap();
+    // Through a symlink in the path of the output's directory too.
+    let dir_link = d.path().join("dirlink");
+    std::os::unix::fs::symlink(d.path(), &dir_link).unwrap();
+    for out in [init.clone(), hard, soft, dir_link.join("init")] {
+        let o = initramfs_cmd(&init, &out);
+        let err = refusal(&o, &out);
+        assert!(err.contains("same file as"), "{err}");
+        assert_eq!(
+            std::fs::read(&init).unwrap(),
+            original,
+            "-o {} replaced the init",
+            out.display()
+        );
+    }
+}
+
+#[test]
+fn only_a_new_or_writable_regular_file_is_replaced() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let d = tempfile::tempdir().unwrap();
+    let init = static_init(d.path(), "init", 0);
+
+    let target = d.path().join("elsewhere");
+    std::fs::write(&target, b"keep me").unwrap();
+    let link = d.path().join("link.img");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let readonly = d.path().join("readonly.img");
+    std::fs::write(&readonly, b"keep me").unwrap();
+    std::fs::set_permissions(&readonly, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let fifo = d.path().join("fifo.img");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let dir = d.path().join("dir.img");
+    std::fs::create_dir(&dir).unwrap();
+    // A character device: a private copy of /dev/null when root may make
+    // one, else /dev/null itself (which a non-root run cannot replace
+    // anyway, so nothing is at risk).
+    let mut chardev = d.path().join("null");
+    let made = Command::new("mknod")
+        .arg(&chardev)
+        .args(["c", "1", "3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        chardev = std::path::PathBuf::from("/dev/null");
+    }
+    for (out, what) in [
+        (&link, "symbolic link"),
+        (&readonly, "read-only"),
+        (&fifo, "FIFO"),
+        (&dir, "directory"),
+        (&chardev, "character device"),
+    ] {
+        let o = initramfs_cmd(&init, out);
+        let err = refusal(&o, out);
+        assert!(err.contains(what), "{what}: {err}");
+    }
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+    assert_eq!(std::fs::read(&readonly).unwrap(), b"keep me");
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert!(std::fs::symlink_metadata(&chardev)
+        .unwrap()
+        .file_type()
+        .is_char_device());
+
+    // What may be written: a new file, then over it again.
+    let fresh = d.path().join("fresh.img");
+    for _ in 0..2 {
+        let o = initramfs_cmd(&init, &fresh);
+        assert!(o.status.success(), "{o:?}");
+    }
+    assert!(std::fs::symlink_metadata(&fresh).unwrap().is_file());
+}
+
+/// `.initramfs-*.tmp` files in `dir`.
+fn temp_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(".initramfs-") && n.ends_with(".tmp")
+        })
+        .collect()
+}
+
+/// Starts `initramfs -o` on a large init with xz (seconds of work), waits
+/// until its temporary file exists, and sends `signal`.
+fn interrupt_initramfs(
+    init: &std::path::Path,
+    out: &std::path::Path,
+    signal: &str,
+) -> std::process::ExitStatus {
+    let dir = out.parent().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["initramfs", "--compression", "xz", "--init"])
+        .arg(init)
+        .arg("-o")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while temp_files(dir).is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the writer finished before it could be interrupted"
+        );
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "no temporary file appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let st = Command::new("kill")
+        .args(["-s", signal])
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    child.wait().unwrap()
+}
+
+#[test]
+fn an_interrupted_initramfs_leaves_no_temporary_file() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = tempfile::tempdir().unwrap();
+    let big = static_init(d.path(), "big-init", 48 << 20);
+    let small = static_init(d.path(), "init", 0);
+    let out_dir = d.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("initramfs.img");
+    // Handled signals: the writer removes its file and dies of the signal.
+    for (signal, number) in [("TERM", 15), ("INT", 2), ("HUP", 1)] {
+        let st = interrupt_initramfs(&big, &out, signal);
+        assert_eq!(st.signal(), Some(number), "{signal}: {st:?}");
+        assert_eq!(
+            temp_files(&out_dir),
+            Vec::<std::path::PathBuf>::new(),
+            "{signal}"
+        );
+        assert!(!out.exists());
+    }
+    // SIGKILL cannot be handled: the file stays until the next run into
+    // the same directory removes it.
+    let st = interrupt_initramfs(&big, &out, "KILL");
+    assert_eq!(st.signal(), Some(9));
+    assert_eq!(temp_files(&out_dir).len(), 1, "the killed writer's file");
+    let o = initramfs_cmd(&small, &out);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(temp_files(&out_dir), Vec::<std::path::PathBuf>::new());
+    assert!(out.is_file());
+}
+
+#[test]
+fn inits_that_are_not_executables_are_refused_without_reading_forever() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("x.cpio");
+    let fifo = d.path().join("init.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let src = d.path().join("main.c");
+    std::fs::write(&src, "int main(void) { return 0; }\n").unwrap();
+    let obj = d.path().join("main.o");
+    let x32 = d.path().join("x32");
+    for (flags, bin) in [(&["-c"][..], &obj), (&["-static", "-mx32"][..], &x32)] {
+        let st = Command::new("gcc")
+            .args(flags)
+            .arg(&src)
+            .arg("-o")
+            .arg(bin)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "gcc {flags:?} failed (gcc-multilib installed?)"
+        );
+    }
+    let zero = std::path::PathBuf::from("/dev/zero");
+    for (init, what) in [
+        (&fifo, "a FIFO"),
+        (&zero, "a character device"),
+        (&obj, "relocatable object"),
+        (&x32, "32-bit"),
+    ] {
+        let o = initramfs_cmd(init, &out);
+        let err = refusal(&o, init);
+        assert!(err.contains(what), "{what}: {err}");
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn a_kernel_for_one_arch_is_refused_for_the_other_before_any_build() {
+    // An i386 bzImage (boot protocol 2.15, no 64-bit entry) with both
+    // arches selected (the default): x86_64 must refuse it at once, not
+    // after the i386 build.
+    let d = tempfile::tempdir().unwrap();
+    let mut b = vec![0u8; 4096];
+    b[0x1FE] = 0x55;
+    b[0x1FF] = 0xAA;
+    b[0x202..0x206].copy_from_slice(b"HdrS");
+    b[0x206..0x208].copy_from_slice(&0x020Fu16.to_le_bytes());
+    b[0x211] = 1;
+    let kernel = d.path().join("bzImage-i386");
+    std::fs::write(&kernel, b).unwrap();
+    for cmd in ["image", "qemu-test"] {
+        let started = std::time::Instant::now();
+        let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args([cmd, "--offline", "--kernel"])
+            .arg(&kernel)
+            .env("NODEOS_CACHE_DIR", d.path().join("cache"))
+            .env("NODEOS_DL_DIR", d.path().join("dl"))
+            .output()
+            .unwrap();
+        let err = failure_text(&o);
+        assert!(
+            err.contains("bzImage-i386") && err.contains("i386 kernel") && err.contains("x86_64"),
+            "{cmd}: {err}"
+        );
+        assert!(started.elapsed().as_secs() < 10, "{cmd}: too late");
+        assert!(
+            !d.path().join("cache").join("build").exists(),
+            "{cmd} built"
+        );
+    }
+}
+
+#[test]
+fn clean_downloads_removes_only_what_the_project_put_there() {
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    // A shared directory: the user's files and one source we downloaded.
+    std::fs::write(home.join("notes.txt"), b"mine").unwrap();
+    std::fs::create_dir(home.join("project")).unwrap();
+    std::fs::write(home.join("project/file"), b"mine").unwrap();
+    std::fs::write(home.join("musl-1.2.3.tar.gz"), b"downloaded").unwrap();
+    // A killed fetch's scratch dir, and a `.partial` entry that is not one.
+    std::fs::create_dir_all(home.join(".partial/4242-0")).unwrap();
+    std::fs::create_dir_all(home.join(".partial/keep")).unwrap();
+    let clean = |dl: &str, cwd: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["clean", "--downloads"])
+            .current_dir(cwd)
+            .env("NODEOS_CACHE_DIR", d.path().join("cache"))
+            .env("NODEOS_DL_DIR", dl)
+            .output()
+            .unwrap()
+    };
+    // A relative value: the current directory.
+    let o = clean(".", &home);
+    assert!(o.status.success(), "{o:?}");
+    assert!(home.join("notes.txt").is_file() && home.join("project/file").is_file());
+    assert!(!home.join("musl-1.2.3.tar.gz").exists());
+    assert!(!home.join(".partial/4242-0").exists());
+    assert!(home.join(".partial/keep").is_dir());
+
+    // An absolute value: the same, and the dir itself stays.
+    std::fs::write(home.join("linux-6.1.176.tar.xz"), b"x").unwrap();
+    let o = clean(home.to_str().unwrap(), d.path());
+    assert!(o.status.success(), "{o:?}");
+    assert!(home.join("notes.txt").is_file());
+    assert!(!home.join("linux-6.1.176.tar.xz").exists());
+
+    // The default download dir is the project's: it goes once empty.
+    let default_dl = d.path().join("cache/dl");
+    std::fs::create_dir_all(default_dl.join(".partial/77-1")).unwrap();
+    std::fs::write(default_dl.join("musl-1.2.3.tar.gz"), b"x").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["clean", "--downloads"])
+        .env("NODEOS_CACHE_DIR", d.path().join("cache"))
+        .env_remove("NODEOS_DL_DIR")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(!default_dl.exists());
 }

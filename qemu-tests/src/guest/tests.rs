@@ -418,8 +418,24 @@ fn interactive_console_passes_through_and_yields_the_init_status() {
     let mut shown = Vec::new();
     let status = pass_through_console(console, &mut shown);
     assert_eq!(shown, console, "every byte reaches the terminal unchanged");
-    assert_eq!(status, Some(crate::app::AppStatus::Exited(3)));
-    // Quit with Ctrl-A x: no kernel line, no status.
+    assert_eq!(
+        status,
+        Some((
+            crate::app::AppStatus::Exited(3),
+            crate::app::StatusSource::KernelInitExit
+        ))
+    );
+    // Node as PID 1: its own status line, then the power-off.
+    let console: &[u8] =
+        b"> process.exit(4)\r\nnodeos: exit status 4\r\n[    2.2] reboot: Power down\r\n";
+    assert_eq!(
+        pass_through_console(console, Vec::new()),
+        Some((
+            crate::app::AppStatus::Exited(4),
+            crate::app::StatusSource::NodeStatusLine
+        ))
+    );
+    // Quit with Ctrl-A x: no status line, no status.
     assert_eq!(pass_through_console(&b"> "[..], Vec::new()), None);
 }
 

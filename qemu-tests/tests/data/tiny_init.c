@@ -8,15 +8,23 @@
  *   -DVARIANT_FAIL   exit 7 at once (exitcode=0x00000700)
  *   -DVARIANT_HANG   print "hanging" and sleep forever
  *   -DVARIANT_FLOOD  print numbered lines forever, as fast as it can
+ *   -DVARIANT_POWEROFF  print how many CPUs it may run on, then power off
+ *                    with reboot(RB_POWER_OFF), as node does as PID 1 (the
+ *                    kernel needs ACPI for it)
  */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/reboot.h>
 #include <sys/utsname.h>
+#include <termios.h>
 #include <unistd.h>
 
 #if !defined(VARIANT_EXIT) && !defined(VARIANT_FAIL) && !defined(VARIANT_HANG) && \
-    !defined(VARIANT_FLOOD)
-#error "choose a variant: -DVARIANT_EXIT, -DVARIANT_FAIL, -DVARIANT_HANG or -DVARIANT_FLOOD"
+    !defined(VARIANT_FLOOD) && !defined(VARIANT_POWEROFF)
+#error "choose a variant: -DVARIANT_EXIT, -DVARIANT_FAIL, -DVARIANT_HANG, -DVARIANT_FLOOD or -DVARIANT_POWEROFF"
 #endif
 
 int main(void) {
@@ -28,6 +36,10 @@ int main(void) {
     printf("NODEOS-TINY-INIT pid=%d machine=%s\n", (int)getpid(), u.machine);
 #if defined(VARIANT_EXIT)
     printf("NODEOS-TINY-INIT done\n");
+    /* On the wire before the kernel's panic message: with more than one CPU
+     * the UART may still be sending when init exits. */
+    fflush(stdout);
+    tcdrain(1);
     return 0;
 #elif defined(VARIANT_FAIL)
     fflush(stdout);
@@ -40,5 +52,17 @@ int main(void) {
 #elif defined(VARIANT_FLOOD)
     for (unsigned long i = 0;; i++)
         printf("NODEOS-TINY-INIT flood %lu the quick brown fox jumps over the lazy dog\n", i);
+#elif defined(VARIANT_POWEROFF)
+    /* No /proc or /sys here: the affinity mask holds every online CPU. */
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    int cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : -1;
+    printf("NODEOS-TINY-INIT cpus=%d\n", cpus);
+    fflush(stdout);
+    tcdrain(1);
+    sync();
+    reboot(RB_POWER_OFF);
+    printf("NODEOS-TINY-INIT power off failed: %s\n", strerror(errno));
+    return 1;
 #endif
 }

@@ -51,18 +51,26 @@ const ARCH_PACKAGES: &[&str] = &[
 /// every start (pinned in node-static's manifest).
 const BUILTIN_PACKAGES: &[&str] = &["node-acorn", "node-cjs-module-lexer", "node-undici"];
 
-fn deb_arch(arch: Arch) -> &'static str {
-    match arch {
-        Arch::I386 => "i386",
-        Arch::X86_64 => "amd64",
+/// Debian's name of `arch` and its multiarch triplet (where its libraries
+/// live); the fixture is pinned for the two x86 targets only.
+fn debian_names(arch: Arch) -> (&'static str, &'static str) {
+    if arch == Arch::I386 {
+        ("i386", "i386-linux-gnu")
+    } else if arch == Arch::X86_64 {
+        ("amd64", "x86_64-linux-gnu")
+    } else {
+        panic!(
+            "the Debian node fixture has no packages pinned for {arch}: add them to tests/data/debian-node-fixture.toml"
+        )
     }
 }
 
+fn deb_arch(arch: Arch) -> &'static str {
+    debian_names(arch).0
+}
+
 fn triplet(arch: Arch) -> &'static str {
-    match arch {
-        Arch::I386 => "i386-linux-gnu",
-        Arch::X86_64 => "x86_64-linux-gnu",
-    }
+    debian_names(arch).1
 }
 
 /// Debian's node for one arch, unpacked.
@@ -193,10 +201,10 @@ fn support_files(arch: Arch, root: &Path, node: &Path) -> anyhow::Result<Vec<Ent
     }
     for rel in walk_files(root, "usr/share/nodejs")? {
         // Dangling symlinks (to packages not unpacked here) are left out.
-        if let Ok(host) = resolve_in(root, &rel) {
-            if host.is_file() {
-                entries.push(Entry::file(rel, 0o644, host));
-            }
+        if let Ok(host) = resolve_in(root, &rel)
+            && host.is_file()
+        {
+            entries.push(Entry::file(rel, 0o644, host));
         }
     }
     Ok(entries)

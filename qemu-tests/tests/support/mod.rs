@@ -96,9 +96,7 @@ pub fn tiny_init(arch: Arch, variant: &str) -> PathBuf {
     let out = work_dir().join(format!("tiny-init-{arch}-{}", variant.to_lowercase()));
     let tmp = work_dir().join(unique("tiny-init"));
     let mut cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
-    if arch == Arch::I386 {
-        cc.arg("-m32");
-    }
+    cc.arg(arch.host_cc_flag());
     cc.args(["-static", "-Os", "-Wall", "-Werror"])
         .arg(format!("-DVARIANT_{variant}"))
         .arg("-o")
@@ -118,7 +116,7 @@ pub fn tiny_init(arch: Arch, variant: &str) -> PathBuf {
 }
 
 /// An initramfs in the NodeOS layout (/dev/console and /init), written by
-/// the `initramfs` crate (gzip by default; `SOURCE_DATE_EPOCH` honoured).
+/// the `initramfs` crate (lz4 by default; `SOURCE_DATE_EPOCH` honoured).
 pub fn initramfs(arch: Arch, init: &Path) -> PathBuf {
     let out = work_dir().join(unique(&format!("initramfs-{arch}")));
     let opts = initramfs::Options::from_env().expect("initramfs options from the environment");

@@ -1,0 +1,353 @@
+//! The job recorder: every command make runs in a build step (compiles,
+//! links, generators, recursive makes) is written down with its start, end,
+//! parent job and command, so that `cargo xtask bench --model` can replay
+//! the build on any number of workers.
+//!
+//! It is make's `SHELL`: a small bash script that notes the time, runs the
+//! recipe line with the shell make would have used, notes the time again
+//! and appends one line to the step's record. It is on for every build: a
+//! few milliseconds a job. Records go to `<output>/jobs/<step>.tsv` and are
+//! published with the phase.
+//!
+//! Record lines (tab-separated; tabs and newlines in commands become
+//! spaces):
+//! - `S <epoch> <jobs>`: make started (once per run of the step);
+//! - `J <id> <parent> <start> <end> <status> <target> <length> <head> <tail>`:
+//!   one recipe line; `parent` is the recorded job that ran the make that
+//!   ran it (empty at the top); `head`/`tail` are the first and last
+//!   characters of the command, `length` its full length;
+//! - `E <epoch> <status>`: make finished.
+
+use crate::util::{create_dir_all, sha256_bytes, write_atomic};
+use crate::StepCtx;
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+/// How many characters of a command's start and end are kept.
+pub const KEEP_CHARS: usize = 400;
+
+const SCRIPT: &str = r#"#!/bin/bash
+# make's SHELL during NodeOS build steps: records each recipe line (start,
+# end, parent job, command) into $NODEOS_JOBREC_FILE, then runs it with
+# $NODEOS_JOBREC_SHELL. Anything else is passed straight to that shell.
+inner=${NODEOS_JOBREC_SHELL:-/bin/sh}
+# Makefiles that export CONFIG_SHELL=$(SHELL) (GCC's) would have configure
+# write this script into what it generates: it gets the real shell instead.
+if [ "${CONFIG_SHELL:-}" = "$0" ]; then
+  export CONFIG_SHELL=$inner
+fi
+target=
+if [ "$#" -eq 3 ] && [ "${1#-}" = "$1" ] && [ "${2#-}" != "$2" ]; then
+  target=$1
+  shift
+fi
+if [ -z "${NODEOS_JOBREC_FILE:-}" ] || [ "$#" -ne 2 ] || [ "${1#-}" = "$1" ]; then
+  exec "$inner" "$@"
+fi
+start=$EPOCHREALTIME
+id=$$.$start
+NODEOS_JOBREC_PARENT=$id "$inner" "$@"
+status=$?
+end=$EPOCHREALTIME
+cmd=${2//[$'\t\n\r']/ }
+target=${target//[$'\t\n\r']/ }
+keep=__KEEP__
+if [ "${#cmd}" -gt $((2 * keep)) ]; then
+  head=${cmd:0:keep}
+  tail=${cmd: -keep}
+else
+  head=$cmd
+  tail=
+fi
+printf -v line 'J\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' "$id" "${NODEOS_JOBREC_PARENT:-}" "$start" "$end" "$status" "$target" "${#cmd}" "$head" "$tail"
+printf '%s\n' "$line" >>"$NODEOS_JOBREC_FILE"
+exit $status
+"#;
+
+/// The shell a build's makefiles expect for their recipes.
+#[derive(Debug, Clone, Copy)]
+pub enum RecipeShell {
+    /// make's default, `/bin/sh` (Kbuild, gyp).
+    Sh,
+    /// `/bin/bash`, which GCC's and binutils' configure choose.
+    Bash,
+}
+
+impl RecipeShell {
+    fn path(self) -> &'static str {
+        match self {
+            RecipeShell::Sh => "/bin/sh",
+            RecipeShell::Bash => "/bin/bash",
+        }
+    }
+}
+
+/// Writes the recorder script into the cache (once per content) and
+/// returns its path.
+pub fn script(cache_dir: &Path) -> Result<PathBuf> {
+    let text = SCRIPT.replace("__KEEP__", &KEEP_CHARS.to_string());
+    let path = cache_dir.join("tools").join(format!(
+        "jobrec-{}.sh",
+        &sha256_bytes(text.as_bytes())[..16]
+    ));
+    if !path.is_file() {
+        write_atomic(&path, text.as_bytes())?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", path.display()))?;
+    }
+    Ok(path)
+}
+
+/// Where a step's record goes in the phase output.
+pub fn record_path(out_dir: &Path, step: &str) -> PathBuf {
+    out_dir.join("jobs").join(format!("{step}.tsv"))
+}
+
+/// Makes `make` record its jobs into `record`: the recorder as `SHELL`,
+/// the target name passed to it, the variables it reads.
+pub fn apply(cmd: &mut Command, script: &Path, record: &Path, shell: RecipeShell) {
+    cmd.arg(format!("SHELL={}", script.display()))
+        .arg(".SHELLFLAGS=$@ -c")
+        .env("NODEOS_JOBREC_FILE", record)
+        .env("NODEOS_JOBREC_SHELL", shell.path())
+        .env_remove("NODEOS_JOBREC_PARENT");
+}
+
+fn epoch_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn append(path: &Path, line: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    f.write_all(line.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Runs a `make` command for `step` with its jobs recorded. `jobs` is the
+/// `-j` it was given (written down with the record).
+pub fn run_make(
+    ctx: &mut StepCtx,
+    step: &str,
+    mut cmd: Command,
+    shell: RecipeShell,
+    jobs: usize,
+) -> Result<()> {
+    let script = script(&ctx.env.cache_dir)?;
+    let record = record_path(ctx.out_dir(), step);
+    create_dir_all(record.parent().expect("jobs/ has a parent"))?;
+    apply(&mut cmd, &script, &record, shell);
+    append(&record, &format!("S\t{:.6}\t{jobs}\n", epoch_now()))?;
+    let result = ctx.run(cmd);
+    let status = if result.is_ok() { 0 } else { 1 };
+    append(&record, &format!("E\t{:.6}\t{status}\n", epoch_now()))?;
+    result
+}
+
+/// One recorded recipe line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    /// The job that ran the make that ran this one; `None` at the top.
+    pub parent: Option<String>,
+    /// Seconds since the epoch.
+    pub start: f64,
+    pub end: f64,
+    pub status: i32,
+    /// make's target (`$@`), when make passed it.
+    pub target: String,
+    /// Length of the whole command.
+    pub len: usize,
+    /// Its first characters; the whole command if short.
+    pub head: String,
+    /// Its last characters (empty when `head` is all of it).
+    pub tail: String,
+}
+
+impl Job {
+    pub fn secs(&self) -> f64 {
+        (self.end - self.start).max(0.0)
+    }
+}
+
+/// One run of make in a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub start: f64,
+    /// `None` when the run was killed before it finished.
+    pub end: Option<f64>,
+    /// The `-j` it ran with.
+    pub jobs: usize,
+}
+
+/// A step's record: its make runs and their jobs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Record {
+    pub sessions: Vec<Session>,
+    pub jobs: Vec<Job>,
+    /// Lines that could not be read (a run killed mid-write leaves one).
+    pub unreadable: usize,
+}
+
+impl Record {
+    pub fn parse(text: &str) -> Record {
+        let mut r = Record::default();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let f: Vec<&str> = line.split('\t').collect();
+            let ok = match f.first().copied() {
+                Some("S") if f.len() == 3 => match (f[1].parse::<f64>(), f[2].parse::<usize>()) {
+                    (Ok(start), Ok(jobs)) => {
+                        r.sessions.push(Session {
+                            start,
+                            end: None,
+                            jobs,
+                        });
+                        true
+                    }
+                    _ => false,
+                },
+                Some("E") if f.len() == 3 => match (f[1].parse::<f64>(), r.sessions.last_mut()) {
+                    (Ok(end), Some(s)) if s.end.is_none() => {
+                        s.end = Some(end);
+                        true
+                    }
+                    _ => false,
+                },
+                Some("J") if f.len() == 10 => {
+                    match (
+                        f[3].parse::<f64>(),
+                        f[4].parse::<f64>(),
+                        f[5].parse::<i32>(),
+                        f[7].parse::<usize>(),
+                    ) {
+                        (Ok(start), Ok(end), Ok(status), Ok(len)) => {
+                            r.jobs.push(Job {
+                                id: f[1].to_string(),
+                                parent: (!f[2].is_empty()).then(|| f[2].to_string()),
+                                start,
+                                end,
+                                status,
+                                target: f[6].to_string(),
+                                len,
+                                head: f[8].to_string(),
+                                tail: f[9].to_string(),
+                            });
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+                _ => false,
+            };
+            if !ok {
+                r.unreadable += 1;
+            }
+        }
+        r
+    }
+
+    pub fn read(path: &Path) -> Result<Record> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Record::parse(&text))
+    }
+
+    /// Wall time of all finished make runs.
+    pub fn wall(&self) -> f64 {
+        self.sessions
+            .iter()
+            .filter_map(|s| s.end.map(|e| e - s.start))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The recorder itself, run by a real make: targets, parents of
+    /// recursive makes, tabs in commands, the exit status of a failing job.
+    #[test]
+    fn make_with_the_recorder_writes_a_readable_record() {
+        if crate::host::which("make").is_none() || !Path::new("/bin/bash").exists() {
+            panic!("this test needs make and /bin/bash (apt-get install make bash)");
+        }
+        let d = tempfile::tempdir().unwrap();
+        let script = script(&d.path().join("cache")).unwrap();
+        assert_eq!(script, super::script(&d.path().join("cache")).unwrap());
+        std::fs::write(
+            d.path().join("Makefile"),
+            "all: a.o sub\n\
+             a.o:\n\techo 'x\ty' > $@\n\ttouch $@\n\
+             sub:\n\t$(MAKE) -f Makefile inner\n\
+             inner:\n\ttrue inner\n\
+             fail:\n\texit 3\n",
+        )
+        .unwrap();
+        let rec = d.path().join("rec.tsv");
+        let run = |target: &str| {
+            let mut c = Command::new("make");
+            c.current_dir(d.path()).arg("-j2").arg(target);
+            apply(&mut c, &script, &rec, RecipeShell::Sh);
+            c.output().unwrap()
+        };
+        assert!(run("all").status.success());
+        assert!(!run("fail").status.success());
+        let r = Record::read(&rec).unwrap();
+        assert_eq!(r.unreadable, 0);
+        let by_target = |t: &str| r.jobs.iter().filter(|j| j.target == t).collect::<Vec<_>>();
+        assert_eq!(by_target("a.o").len(), 2, "{r:#?}");
+        assert!(
+            by_target("a.o")[0].head.contains("x y"),
+            "tab kept as space"
+        );
+        let sub = by_target("sub");
+        let inner = by_target("inner");
+        assert_eq!((sub.len(), inner.len()), (1, 1), "{r:#?}");
+        assert_eq!(inner[0].parent.as_deref(), Some(sub[0].id.as_str()));
+        assert!(sub[0].start <= inner[0].start && inner[0].end <= sub[0].end);
+        assert_eq!(by_target("fail")[0].status, 3);
+        assert!(std::fs::read_to_string(d.path().join("a.o"))
+            .unwrap()
+            .contains('x'));
+    }
+
+    #[test]
+    fn long_commands_keep_head_tail_and_length() {
+        let d = tempfile::tempdir().unwrap();
+        let script = script(&d.path().join("cache")).unwrap();
+        let rec = d.path().join("rec.tsv");
+        let long = format!("true {} -c -o end.o end.c", "-DX ".repeat(1000));
+        let st = Command::new(&script)
+            .args(["end.o", "-c", &long])
+            .env("NODEOS_JOBREC_FILE", &rec)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let r = Record::read(&rec).unwrap();
+        let j = &r.jobs[0];
+        assert_eq!(j.len, long.len());
+        assert_eq!(j.head.len(), KEEP_CHARS);
+        assert!(j.tail.ends_with("-c -o end.o end.c"));
+    }
+
+    #[test]
+    fn a_truncated_last_line_is_counted_not_fatal() {
+        let r = Record::parse(
+            "S\t10.0\t2\nJ\ta\t\t10.1\t10.5\t0\tx.o\t3\tcc -c\t\nE\t11.0\t0\nJ\tb\t\t10.2",
+        );
+        assert_eq!(r.jobs.len(), 1);
+        assert_eq!(r.unreadable, 1);
+        assert!((r.wall() - 1.0).abs() < 1e-9);
+    }
+}

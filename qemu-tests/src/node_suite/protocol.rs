@@ -1,0 +1,185 @@
+//! The lines the guest runner (`node-suite/runner.js`) prints on the
+//! console, and the plan it reads. Both sides change together: the runner's
+//! `PROTOCOL` and [`PROTOCOL`] must be equal.
+
+use serde::{Deserialize, Serialize};
+
+/// The version of the line format and of the plan.
+pub const PROTOCOL: u32 = 1;
+
+/// Every runner line starts with this; the rest is one JSON object.
+pub const LINE_PREFIX: &str = "@@NODETEST ";
+
+/// The console pattern of one runner line; group 1 is the JSON.
+pub const LINE_REGEX: &str = r"@@NODETEST (\{[^\r\n]*\})\r?\n";
+
+/// What the runner reads from `plan.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanFile {
+    pub protocol: u32,
+    /// Relative to the plan's directory: the tree holding `test/`, every
+    /// child's working directory.
+    pub root: String,
+    /// Tests running at once.
+    pub jobs: usize,
+    /// Per test file, before it gets SIGTERM (then SIGKILL 5 s later).
+    pub timeout_ms: u64,
+    /// How much of a failing test's stderr comes back.
+    pub tail_lines: usize,
+    pub tail_bytes: usize,
+    pub tests: Vec<PlanEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanEntry {
+    pub id: usize,
+    /// Relative to `root`, e.g. `test/parallel/test-fs-stat.js`.
+    pub file: String,
+    /// Whether it may run beside other tests.
+    pub parallel: bool,
+}
+
+/// What the runner found out about the node and the guest before the
+/// first test.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct GuestFacts {
+    pub protocol: u32,
+    /// `process.version`, e.g. `v18.20.4`.
+    pub version: String,
+    /// `process.arch`: `x64` or `ia32`.
+    pub arch: String,
+    pub pid: u32,
+    pub exec_path: String,
+    /// `/proc/self/stat` exists.
+    pub proc: bool,
+    /// `/dev/null` exists.
+    pub devnull: bool,
+    /// `/tmp` exists.
+    pub tmp: bool,
+    /// A TCP connection to 127.0.0.1 worked.
+    pub loopback: bool,
+    /// `dns.lookup('localhost')` answered (it needs `/etc/hosts`).
+    pub localhost: bool,
+    /// `none`, `small` or `full`.
+    pub icu: String,
+    pub inspector: bool,
+    pub crypto: bool,
+    pub jobs: usize,
+    pub tests: usize,
+}
+
+/// How a test file's process ended, as tools/test.py tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOutcome {
+    /// Exit status 0.
+    Pass,
+    /// Another exit status (or the process could not start).
+    Fail,
+    /// Killed by the runner after the timeout.
+    Timeout,
+    /// Killed by a signal it did not get from the runner.
+    Crash,
+}
+
+impl RunOutcome {
+    pub fn word(self) -> &'static str {
+        match self {
+            RunOutcome::Pass => "pass",
+            RunOutcome::Fail => "fail",
+            RunOutcome::Timeout => "timeout",
+            RunOutcome::Crash => "crash",
+        }
+    }
+}
+
+/// One test file's result.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TestResult {
+    pub id: usize,
+    pub outcome: RunOutcome,
+    /// Wall time in the guest.
+    pub ms: u64,
+    pub exit: Option<i64>,
+    pub signal: Option<String>,
+    /// The `// Flags:` the file ran with.
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// The last lines of its stderr (of stdout when stderr was empty); only
+    /// for results other than pass.
+    #[serde(default)]
+    pub tail: Vec<String>,
+}
+
+/// One runner line.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "ev", rename_all = "lowercase")]
+pub enum Event {
+    Hello(GuestFacts),
+    Start {
+        id: usize,
+    },
+    Result(TestResult),
+    Done {
+        ms: u64,
+        results: usize,
+    },
+    /// The runner itself failed (a bad plan, an exception of its own).
+    Error {
+        message: String,
+    },
+}
+
+impl Event {
+    /// Parses the JSON of one line (without [`LINE_PREFIX`]).
+    pub fn parse(json: &str) -> Result<Event, String> {
+        serde_json::from_str(json).map_err(|e| format!("{e} in runner line {json:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runner_lines_parse() {
+        let hello = r#"{"ev":"hello","protocol":1,"version":"v18.20.4","arch":"x64","pid":1,"exec_path":"/init","proc":false,"devnull":false,"tmp":false,"loopback":false,"localhost":false,"icu":"small","inspector":true,"crypto":true,"jobs":2,"tests":3}"#;
+        let Event::Hello(f) = Event::parse(hello).unwrap() else {
+            panic!("not hello")
+        };
+        assert_eq!((f.pid, f.arch.as_str(), f.proc), (1, "x64", false));
+        assert_eq!(
+            Event::parse(r#"{"ev":"start","id":7}"#).unwrap(),
+            Event::Start { id: 7 }
+        );
+        let result = r#"{"ev":"result","id":7,"outcome":"timeout","ms":120000,"exit":null,"signal":"SIGTERM","flags":["--expose-internals"],"tail":["a","b"]}"#;
+        let Event::Result(r) = Event::parse(result).unwrap() else {
+            panic!("not a result")
+        };
+        assert_eq!(r.outcome, RunOutcome::Timeout);
+        assert_eq!(r.signal.as_deref(), Some("SIGTERM"));
+        assert_eq!(r.tail, ["a", "b"]);
+        let pass =
+            r#"{"ev":"result","id":1,"outcome":"pass","ms":5,"exit":0,"signal":null,"flags":[]}"#;
+        let Event::Result(r) = Event::parse(pass).unwrap() else {
+            panic!("not a result")
+        };
+        assert!(r.tail.is_empty());
+        assert_eq!(
+            Event::parse(r#"{"ev":"done","ms":9,"results":3}"#).unwrap(),
+            Event::Done { ms: 9, results: 3 }
+        );
+        assert!(Event::parse(r#"{"ev":"result","id":1}"#).is_err());
+        assert!(Event::parse(r#"{"ev":"bogus"}"#).is_err());
+    }
+
+    #[test]
+    fn the_runner_speaks_this_protocol() {
+        let runner = include_str!("../../node-suite/runner.js");
+        assert!(
+            runner.contains(&format!("const PROTOCOL = {PROTOCOL};")),
+            "runner.js and protocol.rs disagree on the protocol version"
+        );
+        assert!(runner.contains(&format!("const PREFIX = '{LINE_PREFIX}';")));
+    }
+}

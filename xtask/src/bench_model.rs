@@ -1,0 +1,477 @@
+//! The build-time model: replays the jobs a build recorded (see
+//! `nodeos_build::jobrec`) on N workers, with their dependencies respected,
+//! and gives the makespan.
+//!
+//! Dependencies are taken from the record, not guessed from file names:
+//! - jobs keep the tree make gave them: a recursive make is a job whose
+//!   own time (parsing, deciding) runs before its children and after them;
+//! - within one make, jobs keep their recorded order where it matters. A
+//!   *serial step* (a link of a program, a generator such as mksnapshot or
+//!   torque, any other non-compile command of half a second or more, or a
+//!   recursive make that contains one) waits for every job recorded before
+//!   it and every job after it waits for it. An *archive* (ar, ld -r)
+//!   waits for every job before it. Compiles and short commands wait only
+//!   for the last serial step before them and for the previous line of
+//!   their own target;
+//! - the workers pick ready jobs in recorded order, as make does.
+//!
+//! So between two serial steps every compile may run at once: the model is
+//! optimistic there (make could not always start them all), and pessimistic
+//! across serial steps (a compile recorded after a generator is assumed to
+//! need its output). Checked against real -j1 and -j2 kernel builds by
+//! `cargo xtask bench --model --check`.
+
+use nodeos_build::jobrec::{Job, Record};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+
+/// A non-compile command at least this long is a serial step.
+pub const SERIAL_STEP_SECS: f64 = 0.5;
+
+/// What a recorded job is, for its dependencies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// `-c`/`-S` to an object: independent of its neighbours.
+    Compile,
+    /// `ar`, `ranlib`, `ld -r`: collects what came before it.
+    Archive,
+    /// A compiler driver or `ld` writing a program: serial.
+    Link,
+    /// Any other command of [`SERIAL_STEP_SECS`] or more: serial.
+    Generator,
+    /// Any other short command (echo, mkdir, touch, cp…).
+    Trivial,
+}
+
+fn words(job: &Job) -> Vec<&str> {
+    job.head
+        .split(|c: char| c.is_whitespace() || c == ';' || c == '\'' || c == '"' || c == '|')
+        .chain(
+            job.tail.split(|c: char| {
+                c.is_whitespace() || c == ';' || c == '\'' || c == '"' || c == '|'
+            }),
+        )
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+fn program_name(w: &str) -> &str {
+    w.rsplit('/').next().unwrap_or(w)
+}
+
+fn is_compiler(w: &str) -> bool {
+    let n = program_name(w);
+    ["gcc", "g++", "cc", "c++", "xgcc", "clang", "clang++"]
+        .iter()
+        .any(|c| n == *c || n.ends_with(&format!("-{c}")))
+}
+
+fn is_linker(w: &str) -> bool {
+    let n = program_name(w);
+    n == "ld" || n.ends_with("-ld") || n == "ld.bfd" || n == "ld.gold"
+}
+
+pub fn classify(job: &Job) -> JobKind {
+    let w = words(job);
+    let has = |s: &str| w.contains(&s);
+    if w.iter().any(|x| {
+        let n = program_name(x);
+        n == "ar" || n.ends_with("-ar") || n == "ranlib" || n.ends_with("-ranlib")
+    }) || (has("-r") && w.iter().any(|x| is_linker(x)))
+        || job.target.ends_with(".a")
+    {
+        return JobKind::Archive;
+    }
+    let compiles = has("-c") || has("-S");
+    if compiles && w.iter().any(|x| is_compiler(x)) {
+        return JobKind::Compile;
+    }
+    if !compiles && has("-o") && w.iter().any(|x| is_compiler(x) || is_linker(x)) {
+        return JobKind::Link;
+    }
+    if job.secs() >= SERIAL_STEP_SECS {
+        JobKind::Generator
+    } else {
+        JobKind::Trivial
+    }
+}
+
+/// The jobs as a graph: nodes with durations and the nodes they wait for.
+#[derive(Debug, Default)]
+pub struct Graph {
+    pub secs: Vec<f64>,
+    /// Recorded start: the order workers pick ready nodes in.
+    pub order: Vec<f64>,
+    pub deps: Vec<Vec<usize>>,
+    pub kinds: HashMap<&'static str, usize>,
+}
+
+impl Graph {
+    fn node(&mut self, secs: f64, order: f64) -> usize {
+        self.secs.push(secs.max(0.0));
+        self.order.push(order);
+        self.deps.push(Vec::new());
+        self.secs.len() - 1
+    }
+}
+
+/// An item among siblings: a job or a recursive make, as its entry and
+/// exit nodes.
+struct Item {
+    entry: usize,
+    exit: usize,
+    serial: bool,
+    collects: bool,
+    target: String,
+}
+
+/// Length of the union of intervals.
+fn union_len(mut iv: Vec<(f64, f64)>) -> f64 {
+    iv.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal));
+    let mut total = 0.0;
+    let mut cur: Option<(f64, f64)> = None;
+    for (s, e) in iv {
+        match cur {
+            Some((cs, ce)) if s <= ce => cur = Some((cs, ce.max(e))),
+            Some((cs, ce)) => {
+                total += ce - cs;
+                cur = Some((s, e));
+            }
+            None => cur = Some((s, e)),
+        }
+    }
+    if let Some((cs, ce)) = cur {
+        total += ce - cs;
+    }
+    total
+}
+
+struct Builder<'a> {
+    jobs: &'a [Job],
+    children: HashMap<Option<&'a str>, Vec<usize>>,
+    g: Graph,
+}
+
+impl<'a> Builder<'a> {
+    /// Wires `items` (siblings, in recorded order) to each other and to
+    /// `before` (the node they all follow) and returns their exits.
+    fn wire(&mut self, items: &[Item], before: usize) -> Vec<usize> {
+        let mut last_serial = before;
+        let mut since_serial: Vec<usize> = Vec::new();
+        let mut last_of_target: HashMap<&str, usize> = HashMap::new();
+        for it in items {
+            let mut deps = vec![last_serial];
+            if it.serial || it.collects {
+                deps.extend(since_serial.iter().copied());
+            }
+            if !it.target.is_empty() {
+                if let Some(&p) = last_of_target.get(it.target.as_str()) {
+                    deps.push(p);
+                }
+            }
+            deps.sort_unstable();
+            deps.dedup();
+            self.g.deps[it.entry].extend(deps);
+            if it.serial {
+                last_serial = it.exit;
+                since_serial.clear();
+            } else {
+                since_serial.push(it.exit);
+            }
+            last_of_target.insert(it.target.as_str(), it.exit);
+        }
+        items.iter().map(|i| i.exit).collect()
+    }
+
+    /// The item for job `i`: a leaf, or a recursive make around its
+    /// children.
+    fn item(&mut self, i: usize) -> Item {
+        let job = &self.jobs[i];
+        let kids = self
+            .children
+            .get(&Some(job.id.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        if kids.is_empty() {
+            let kind = classify(job);
+            *self.g.kinds.entry(kind_name(kind)).or_default() += 1;
+            let n = self.g.node(job.secs(), job.start);
+            return Item {
+                entry: n,
+                exit: n,
+                serial: matches!(kind, JobKind::Link | JobKind::Generator),
+                collects: kind == JobKind::Archive,
+                target: job.target.clone(),
+            };
+        }
+        let spans: Vec<(f64, f64)> = kids
+            .iter()
+            .map(|&k| (self.jobs[k].start, self.jobs[k].end))
+            .collect();
+        let first = spans.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
+        let own = (job.secs() - union_len(spans)).max(0.0);
+        let pre_secs = (first - job.start).clamp(0.0, own);
+        let pre = self.g.node(pre_secs, job.start);
+        let post = self.g.node(own - pre_secs, job.end);
+        let (exits, serial) = self.siblings(&kids, pre);
+        self.g.deps[post].extend(exits);
+        *self.g.kinds.entry("make").or_default() += 1;
+        Item {
+            entry: pre,
+            exit: post,
+            serial,
+            collects: false,
+            target: job.target.clone(),
+        }
+    }
+
+    /// Builds and wires a list of sibling jobs after `before`; returns
+    /// their exits and whether any of them is serial.
+    fn siblings(&mut self, ids: &[usize], before: usize) -> (Vec<usize>, bool) {
+        let mut sorted = ids.to_vec();
+        sorted.sort_by(|&a, &b| {
+            self.jobs[a]
+                .start
+                .partial_cmp(&self.jobs[b].start)
+                .unwrap_or(Ordering::Equal)
+        });
+        let items: Vec<Item> = sorted.iter().map(|&i| self.item(i)).collect();
+        let serial = items.iter().any(|i| i.serial);
+        (self.wire(&items, before), serial)
+    }
+}
+
+fn kind_name(k: JobKind) -> &'static str {
+    match k {
+        JobKind::Compile => "compile",
+        JobKind::Archive => "archive",
+        JobKind::Link => "link",
+        JobKind::Generator => "generator",
+        JobKind::Trivial => "trivial",
+    }
+}
+
+/// The graph of a record. make's own time at the top (between and around
+/// the top-level jobs) is a serial node before them and one after.
+pub fn graph(rec: &Record) -> Graph {
+    let ids: HashMap<&str, usize> = rec
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.id.as_str(), i))
+        .collect();
+    let mut children: HashMap<Option<&str>, Vec<usize>> = HashMap::new();
+    for (i, j) in rec.jobs.iter().enumerate() {
+        // A parent that was not recorded (a killed run) counts as the top.
+        let p = j.parent.as_deref().filter(|p| ids.contains_key(p));
+        children.entry(p).or_default().push(i);
+    }
+    let top = children.get(&None).cloned().unwrap_or_default();
+    let mut b = Builder {
+        jobs: &rec.jobs,
+        children,
+        g: Graph::default(),
+    };
+    let top_spans: Vec<(f64, f64)> = top
+        .iter()
+        .map(|&k| (rec.jobs[k].start, rec.jobs[k].end))
+        .collect();
+    let own = (rec.wall() - union_len(top_spans)).max(0.0);
+    let first = rec.sessions.first().map_or(0.0, |s| s.start);
+    let pre = b.g.node(own, first);
+    let (exits, _) = b.siblings(&top, pre);
+    let post = b.g.node(0.0, f64::INFINITY);
+    b.g.deps[post].extend(exits);
+    b.g
+}
+
+#[derive(PartialEq)]
+struct Ready(f64, usize);
+impl Eq for Ready {}
+impl PartialOrd for Ready {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Ready {
+    // Min-heap on (recorded start, index).
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.0.partial_cmp(&self.0)
+            .unwrap_or(Ordering::Equal)
+            .then(o.1.cmp(&self.1))
+    }
+}
+
+#[derive(PartialEq)]
+struct Done(f64, usize);
+impl Eq for Done {}
+impl PartialOrd for Done {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Done {
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.0.partial_cmp(&self.0)
+            .unwrap_or(Ordering::Equal)
+            .then(o.1.cmp(&self.1))
+    }
+}
+
+/// The makespan of the graph on `workers` workers: list scheduling, ready
+/// nodes in recorded order.
+pub fn makespan(g: &Graph, workers: usize) -> f64 {
+    let n = g.secs.len();
+    let workers = workers.max(1);
+    let mut waiting: Vec<usize> = g.deps.iter().map(|d| d.len()).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, ds) in g.deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(i);
+        }
+    }
+    let mut ready: BinaryHeap<Ready> = (0..n)
+        .filter(|&i| waiting[i] == 0)
+        .map(|i| Ready(g.order[i], i))
+        .collect();
+    let mut running: BinaryHeap<Done> = BinaryHeap::new();
+    let mut now = 0.0f64;
+    let mut finished = 0;
+    while finished < n {
+        while running.len() < workers {
+            let Some(Ready(_, i)) = ready.pop() else {
+                break;
+            };
+            running.push(Done(now + g.secs[i], i));
+        }
+        let Some(Done(t, i)) = running.pop() else {
+            // Nothing runs and nothing is ready: a cycle, which the
+            // builder never makes.
+            break;
+        };
+        now = t;
+        finished += 1;
+        for &d in &dependents[i] {
+            waiting[d] -= 1;
+            if waiting[d] == 0 {
+                ready.push(Ready(g.order[d], d));
+            }
+        }
+    }
+    now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nodeos_build::jobrec::Session;
+
+    fn job(id: &str, parent: Option<&str>, start: f64, end: f64, target: &str, cmd: &str) -> Job {
+        Job {
+            id: id.into(),
+            parent: parent.map(String::from),
+            start,
+            end,
+            status: 0,
+            target: target.into(),
+            len: cmd.len(),
+            head: cmd.into(),
+            tail: String::new(),
+        }
+    }
+
+    fn record(jobs: Vec<Job>, start: f64, end: f64) -> Record {
+        Record {
+            sessions: vec![Session {
+                start,
+                end: Some(end),
+                jobs: 1,
+            }],
+            jobs,
+            unreadable: 0,
+        }
+    }
+
+    #[test]
+    fn commands_are_classified() {
+        let k = |cmd: &str, secs: f64| classify(&job("a", None, 0.0, secs, "", cmd));
+        assert_eq!(k("gcc -O2 -c -o a.o a.c", 1.0), JobKind::Compile);
+        assert_eq!(
+            k(
+                "set -e; echo '  CC init/main.o'; gcc -Wp,-MMD -c -o init/main.o init/main.c",
+                1.0
+            ),
+            JobKind::Compile
+        );
+        assert_eq!(
+            k("/tc/bin/x86_64-linux-musl-g++ -o out/node a.o b.a", 9.0),
+            JobKind::Link
+        );
+        assert_eq!(k("rm -f x.a && ar crsT x.a a.o", 0.1), JobKind::Archive);
+        assert_eq!(
+            k(
+                "printf 'init/%s ' main.o | xargs ar cDPrST init/built-in.a",
+                0.1
+            ),
+            JobKind::Archive
+        );
+        assert_eq!(k("ld -m elf_x86_64 -r -o a.o b.o", 0.1), JobKind::Archive);
+        assert_eq!(
+            k("out/Release/mksnapshot --startup_src x.cc", 60.0),
+            JobKind::Generator
+        );
+        assert_eq!(k("mkdir -p out/obj", 0.01), JobKind::Trivial);
+    }
+
+    #[test]
+    fn independent_compiles_spread_and_serial_steps_do_not() {
+        // Four 1 s compiles, then a 2 s link, then two 1 s compiles, all
+        // recorded one after another (a -j1 build).
+        let mut jobs = Vec::new();
+        for i in 0..4 {
+            let s = i as f64;
+            jobs.push(job(
+                &format!("c{i}"),
+                None,
+                s,
+                s + 1.0,
+                &format!("{i}.o"),
+                "cc -c -o x.o x.c",
+            ));
+        }
+        jobs.push(job("l", None, 4.0, 6.0, "prog", "cc -o prog 0.o 1.o"));
+        jobs.push(job("d0", None, 6.0, 7.0, "5.o", "cc -c -o 5.o 5.c"));
+        jobs.push(job("d1", None, 7.0, 8.0, "6.o", "cc -c -o 6.o 6.c"));
+        let g = graph(&record(jobs, 0.0, 8.0));
+        assert!((makespan(&g, 1) - 8.0).abs() < 1e-9);
+        assert!((makespan(&g, 2) - 5.0).abs() < 1e-9, "{}", makespan(&g, 2));
+        assert!((makespan(&g, 64) - 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_recursive_make_runs_its_own_time_around_its_children() {
+        // make's parse (1 s) before two 2 s compiles, 1 s after; beside it
+        // at the top, a 4 s compile. 1 s of top-level make time first.
+        let jobs = vec![
+            job("m", None, 1.0, 7.0, "sub", "make -f sub.mk"),
+            job("a", Some("m"), 2.0, 4.0, "a.o", "cc -c -o a.o a.c"),
+            job("b", Some("m"), 4.0, 6.0, "b.o", "cc -c -o b.o b.c"),
+            job("c", None, 7.0, 11.0, "c.o", "cc -c -o c.o c.c"),
+        ];
+        let g = graph(&record(jobs, 0.0, 11.0));
+        assert!((makespan(&g, 1) - 11.0).abs() < 1e-9);
+        // Two workers: top make (1) then {sub: 1 + 2 + 1 with a, b in
+        // parallel = 4} beside c (4): 5 s.
+        assert!((makespan(&g, 2) - 5.0).abs() < 1e-9, "{}", makespan(&g, 2));
+    }
+
+    #[test]
+    fn lines_of_one_target_stay_in_order() {
+        let jobs = vec![
+            job("a1", None, 0.0, 1.0, "a.o", "cc -c -o a.o a.c"),
+            job("a2", None, 1.0, 2.0, "a.o", "objtool check a.o"),
+        ];
+        let g = graph(&record(jobs, 0.0, 2.0));
+        assert!((makespan(&g, 8) - 2.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,298 @@
+//! `cargo xtask bench --model`: the recorded jobs of the built phases
+//! replayed on 2 to 256 workers (see `bench_model`), per phase and arch,
+//! and with `--check`, the model checked against real -j1 and -j2 kernel
+//! builds (cold, each in a scratch cache of its own, kept for later
+//! checks). Writes the "Build-time model" section of BENCHMARKS.md.
+
+use crate::bench_model::{graph, makespan, Graph};
+use anyhow::{bail, Context, Result};
+use nodeos_build::jobrec::{record_path, Record};
+use nodeos_build::phase::{read_timings, PhaseTimings};
+use nodeos_build::util::{create_dir_all, fmt_duration};
+use nodeos_build::{Arch, Env};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Worker counts of the table.
+pub const WORKERS: &[usize] = &[2, 8, 16, 64, 256];
+
+/// The heading of the section this command owns in BENCHMARKS.md.
+pub const SECTION: &str = "## Build-time model";
+
+fn dur(secs: f64) -> String {
+    fmt_duration(Duration::from_secs_f64(secs.max(0.0)))
+}
+
+/// One published phase output with its timings and step records.
+pub struct PhaseRecord {
+    pub timings: PhaseTimings,
+    /// (step, its record) for the steps that recorded jobs.
+    pub steps: Vec<(String, Record)>,
+}
+
+impl PhaseRecord {
+    pub fn read(dir: &Path) -> Result<PhaseRecord> {
+        let timings =
+            read_timings(dir).with_context(|| format!("{} has no timings.json", dir.display()))?;
+        let mut steps = Vec::new();
+        for s in &timings.steps {
+            let p = record_path(dir, &s.step);
+            if p.is_file() {
+                steps.push((s.step.clone(), Record::read(&p)?));
+            }
+        }
+        Ok(PhaseRecord { timings, steps })
+    }
+
+    /// Predicted cold build on `workers`: recorded steps replayed, the
+    /// others (unpacking, configure, install) as they took.
+    pub fn predict(&self, graphs: &[(String, Graph)], workers: usize) -> f64 {
+        self.timings
+            .steps
+            .iter()
+            .map(|s| match graphs.iter().find(|(n, _)| *n == s.step) {
+                Some((_, g)) => makespan(g, workers),
+                None => s.secs,
+            })
+            .sum()
+    }
+
+    /// Whether every step ran in the publishing run (no resumed record).
+    pub fn cold(&self) -> bool {
+        self.timings.steps.iter().all(|s| s.how == "built")
+    }
+}
+
+/// The published outputs of the phases whose timings the last builds left
+/// in `target/nodeos/logs/<arch>/timings.json`.
+fn published(env: &Env, arch: Arch) -> Vec<PathBuf> {
+    let path = env.log_dir(Some(arch)).join("timings.json");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Vec::new();
+    };
+    let Ok(all) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Vec::new();
+    };
+    let mut dirs = Vec::new();
+    for phase in ["toolchain", "node", "kernel"] {
+        if let Some(key) = all[phase]["key"].as_str() {
+            let d = nodeos_build::cache::out_dir(env, phase, key);
+            if d.is_dir() {
+                dirs.push(d);
+            }
+        }
+    }
+    dirs
+}
+
+/// The model table for the given phase outputs.
+pub fn table(records: &[PhaseRecord]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| arch | phase | recorded (-j) | jobs | {} |\n| --- | --- | --- | --- |{}",
+        WORKERS
+            .iter()
+            .map(|w| format!("{w} workers"))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        " --- |".repeat(WORKERS.len())
+    );
+    for r in records {
+        let graphs: Vec<(String, Graph)> = r
+            .steps
+            .iter()
+            .map(|(s, rec)| (s.clone(), graph(rec)))
+            .collect();
+        let jobs: usize = r.steps.iter().map(|(_, rec)| rec.jobs.len()).sum();
+        let j = r
+            .steps
+            .iter()
+            .flat_map(|(_, rec)| rec.sessions.iter().map(|s| s.jobs))
+            .max()
+            .unwrap_or(0);
+        let note = if r.cold() { "" } else { ", resumed" };
+        let cells: Vec<String> = WORKERS
+            .iter()
+            .map(|&w| dur(r.predict(&graphs, w)))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} (-j{j}{note}) | {jobs} | {} |",
+            r.timings.arch,
+            r.timings.phase,
+            dur(r.timings.build_secs),
+            cells.join(" | ")
+        );
+    }
+    md
+}
+
+/// The check: the kernel built twice from scratch caches, with -j1 and
+/// -j2; the -j1 record's prediction for 1 and 2 workers against both.
+pub fn check_on_kernel(env: &Env, arch: Arch) -> Result<(String, PhaseRecord)> {
+    let root = env.target_dir.join("model-check");
+    let mut measured = Vec::new();
+    let mut serial = None;
+    for jobs in [1usize, 2] {
+        // A scratch cache per -j: the build there is cold, and a later
+        // check reuses it (remove target/nodeos/model-check to rebuild).
+        let dir = root.join(format!("j{jobs}"));
+        create_dir_all(&dir)?;
+        let mut e = env.clone();
+        e.cache_dir = dir.join("cache");
+        e.target_dir = dir.join("target");
+        e.jobs = jobs;
+        e.offline = true;
+        eprintln!(
+            "model check: building the {arch} kernel with -j{jobs} in {}",
+            dir.display()
+        );
+        let k = kernel::build(&e, arch)?;
+        let rec = PhaseRecord::read(&k.output.dir)?;
+        let step = rec
+            .timings
+            .steps
+            .iter()
+            .find(|s| s.step == "bzimage")
+            .context("the kernel phase has no bzimage step")?
+            .secs;
+        let Some((_, record)) = rec.steps.iter().find(|(s, _)| s == "bzimage").cloned() else {
+            bail!("the -j{jobs} kernel build left no job record");
+        };
+        measured.push((jobs, step, record, k.bzimage.clone()));
+        if jobs == 1 {
+            serial = Some(rec);
+        }
+    }
+    let same = nodeos_build::util::sha256_file(&measured[0].3)?
+        == nodeos_build::util::sha256_file(&measured[1].3)?;
+    let mut md = String::new();
+    let _ = writeln!(md, "Model check on the {arch} kernel's `make bzImage` (cold, scratch caches, this machine; bzImage identical across the two builds: {same}):\n");
+    let _ = writeln!(md, "| record used | workers | predicted | measured (`make -jN`) | error |\n| --- | --- | --- | --- | --- |");
+    for (from_jobs, _, record, _) in &measured {
+        let g = graph(record);
+        for (jobs, secs, _, _) in &measured {
+            let p = makespan(&g, *jobs);
+            let _ = writeln!(
+                md,
+                "| -j{from_jobs} build ({} jobs) | {jobs} | {} | {} | {:+.1}% |",
+                record.jobs.len(),
+                dur(p),
+                dur(*secs),
+                100.0 * (p - secs) / secs
+            );
+        }
+    }
+    Ok((md, serial.expect("the -j1 build ran")))
+}
+
+/// Replaces (or appends) this command's section of BENCHMARKS.md.
+pub fn write_section(path: &Path, body: &str) -> Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let section = format!("{SECTION}\n\n{body}");
+    let new = match old.find(SECTION) {
+        Some(start) => {
+            let after = &old[start + SECTION.len()..];
+            let end = after
+                .find("\n## ")
+                .map(|i| start + SECTION.len() + i + 1)
+                .unwrap_or(old.len());
+            format!("{}{section}{}", &old[..start], &old[end..])
+        }
+        None => format!(
+            "{}\n{section}",
+            old.trim_end_matches('\n').to_string() + "\n"
+        ),
+    };
+    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The section as it stands in BENCHMARKS.md, to carry over when the rest
+/// of the file is rewritten.
+pub fn current_section(path: &Path) -> Option<String> {
+    let old = std::fs::read_to_string(path).ok()?;
+    let start = old.find(SECTION)?;
+    let after = &old[start + SECTION.len()..];
+    let end = after
+        .find("\n## ")
+        .map(|i| start + SECTION.len() + i + 1)
+        .unwrap_or(old.len());
+    Some(old[start..end].to_string())
+}
+
+pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bool) -> Result<()> {
+    let mut dirs: Vec<PathBuf> = arches.iter().flat_map(|&a| published(env, a)).collect();
+    dirs.extend(extra.iter().cloned());
+    let mut records = Vec::new();
+    for d in &dirs {
+        let r = PhaseRecord::read(d)?;
+        if r.steps.is_empty() {
+            eprintln!(
+                "{} {}: no job record (built before recording existed); skipped",
+                r.timings.arch, r.timings.phase
+            );
+            continue;
+        }
+        records.push(r);
+    }
+    let mut checked = None;
+    if check {
+        let arch = *arches.first().unwrap_or(&Arch::X86_64);
+        let (text, kernel_j1) = check_on_kernel(env, arch)?;
+        checked = Some(text);
+        records.push(kernel_j1);
+    }
+    let mut md = String::new();
+    let _ = writeln!(md, "Written by `cargo xtask bench --model`. Each build records every job make runs (start, end, command; `nodeos_build::jobrec`); the model replays them on N workers with their dependencies (recursive makes, serial steps: links, generators such as mksnapshot and torque, archives; see `xtask/src/bench_model.rs`). Steps without a record (unpacking, configure, install) count as they took.\n");
+    if records.is_empty() {
+        let _ = writeln!(md, "No phase with a job record is built yet (phases built before recording existed have none: rebuild them).\n");
+    } else {
+        let _ = writeln!(md, "Predicted cold build per phase and arch:\n");
+        md.push_str(&table(&records));
+        md.push('\n');
+    }
+    if let Some(text) = checked {
+        md.push_str(&text);
+        md.push('\n');
+    } else if let Some(old) = current_section(&env.project_root.join("BENCHMARKS.md")) {
+        // Keep the last check's table.
+        if let Some(i) = old.find("Model check on") {
+            md.push_str(old[i..].trim_end());
+            md.push('\n');
+        }
+    }
+    print!("{SECTION}\n\n{md}");
+    if write {
+        let path = env.project_root.join("BENCHMARKS.md");
+        write_section(&path, &md)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_section_is_replaced_in_place_or_appended() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("B.md");
+        std::fs::write(&p, "# B\n\n## Boot\n\nx\n").unwrap();
+        write_section(&p, "one\n").unwrap();
+        let t = std::fs::read_to_string(&p).unwrap();
+        assert!(t.starts_with("# B\n\n## Boot\n\nx\n"));
+        assert!(t.ends_with("## Build-time model\n\none\n"), "{t}");
+        std::fs::write(&p, format!("{t}\n## Later\n\ny\n")).unwrap();
+        write_section(&p, "two\n").unwrap();
+        let t = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            t.contains("## Build-time model\n\ntwo\n## Later\n\ny\n"),
+            "{t}"
+        );
+        assert!(!t.contains("one"));
+        assert_eq!(current_section(&p).unwrap(), "## Build-time model\n\ntwo\n");
+    }
+}

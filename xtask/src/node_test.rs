@@ -1,0 +1,420 @@
+//! `cargo xtask node-test`: Node's own tests (`test/parallel`, optionally
+//! `test/sequential`) inside the booted guest, per arch, judged against
+//! the known-failures list; summary, TAP, JUnit, and a summary file that
+//! `bench` reads. The work is in `qemu_tests::node_suite`.
+
+use crate::Common;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use nodeos_build::fetch::{self, Fetcher};
+use nodeos_build::util::{sha256_file, write_atomic};
+use nodeos_build::{Arch, Env};
+use qemu_tests::node_suite::{
+    self, protocol::RunOutcome, Event, Filter, NodeBuild, Suite, SuiteReport, SuiteRequest,
+};
+use qemu_tests::QemuConfig;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Tests at once in the guest when `--jobs` is not given: the guest has one
+/// CPU, and a second test overlaps the first one's waits.
+const DEFAULT_GUEST_JOBS: usize = 2;
+
+#[derive(Args)]
+pub struct NodeTestArgs {
+    /// The node to test: the path of a static node binary, or the Node
+    /// version this tree builds [default: the node `cargo xtask node` built]
+    #[arg(long, value_name = "VERSION|PATH")]
+    pub node: Option<String>,
+    /// Only test files matching GLOB, e.g. 'test-fs-*' or 'parallel/test-http2-*' (repeatable)
+    #[arg(long = "filter", value_name = "GLOB")]
+    pub filter: Vec<String>,
+    /// Also run test/sequential, one file at a time after test/parallel
+    #[arg(long)]
+    pub sequential: bool,
+    /// Only the fixed CI subset (qemu-tests/node-suite/ci-subset.txt)
+    #[arg(long, conflicts_with_all = ["filter", "sequential"])]
+    pub ci_subset: bool,
+    /// Timeout per test file, in multiples of tools/test.py's 120 s (TCG is slow)
+    #[arg(long, value_name = "N", default_value_t = node_suite::DEFAULT_TCG_TIMEOUT_FACTOR)]
+    pub timeout_factor: u32,
+    /// Write the results as TAP (version 13) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub tap: Option<PathBuf>,
+    /// Write the results as JUnit XML to FILE
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Use this bzImage instead of building the kernel
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Guest memory in MiB (tests run side by side, each a node)
+    #[arg(long, default_value_t = 1024)]
+    pub memory: u32,
+    /// Fail when fewer of the files not on the known-failures list pass (percent)
+    #[arg(long, value_name = "PERCENT", default_value_t = 95.0)]
+    pub min_pass_rate: f64,
+}
+
+/// The node one arch runs, with what the report says about it.
+struct NodeUnderTest {
+    path: PathBuf,
+    version: String,
+    /// The initramfs phase's dependency key.
+    key: String,
+    label: String,
+}
+
+pub fn run(common: &Common, a: NodeTestArgs) -> Result<()> {
+    let env = common.env()?;
+    nodeos_build::host::require("node-test", &[nodeos_build::host::Need::Qemu])?;
+    if !(0.0..=100.0).contains(&a.min_pass_rate) {
+        bail!(
+            "--min-pass-rate {} is not a percentage: give 0 to 100",
+            a.min_pass_rate
+        );
+    }
+    let jobs = common.jobs.unwrap_or(DEFAULT_GUEST_JOBS).max(1);
+    let mut reports = Vec::new();
+    let mut problems = Vec::new();
+    for arch in common.arches() {
+        let report = run_arch(&env, &a, arch, jobs)?;
+        println!("{}", report.failures_text());
+        println!("{report}");
+        if let Err(e) = judge(&report, a.min_pass_rate) {
+            problems.push(e);
+        }
+        write_summary(&env, &report, &a)?;
+        reports.push(report);
+    }
+    if let Some(path) = &a.tap {
+        write_atomic(path, node_suite::report::tap(&reports).as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &a.junit {
+        write_atomic(path, node_suite::report::junit(&reports).as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if !problems.is_empty() {
+        bail!("node-test failed:\n  {}", problems.join("\n  "));
+    }
+    Ok(())
+}
+
+/// Why a report fails the command, if it does.
+fn judge(r: &SuiteReport, min_pass_rate: f64) -> std::result::Result<(), String> {
+    use node_suite::report::RunEnd;
+    match &r.end {
+        RunEnd::Done => {}
+        RunEnd::RunnerError(m) => return Err(format!("{}: the runner failed: {m}", r.arch)),
+        RunEnd::GuestFailed(m) => {
+            return Err(format!(
+                "{}: the guest stopped before the runner finished: {} (console log: {})",
+                r.arch,
+                m.lines().next().unwrap_or(""),
+                r.log_path.display()
+            ))
+        }
+    }
+    match r.counts().pass_rate() {
+        Some(rate) if rate + 1e-9 < min_pass_rate => Err(format!(
+            "{}: pass rate {rate:.1}% is below {min_pass_rate}% (failures listed above)",
+            r.arch
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn run_arch(env: &Env, a: &NodeTestArgs, arch: Arch, jobs: usize) -> Result<SuiteReport> {
+    let node = node_under_test(env, a.node.as_deref(), arch)?;
+    let source_root = test_tree(env, &node.version)?;
+    let bzimage = match &a.kernel {
+        Some(p) => {
+            kernel::check_user_bzimage_for(p, arch)?;
+            p.clone()
+        }
+        None => kernel::build(env, arch)?.bzimage,
+    };
+    let node_sha = sha256_file(&node.path)?;
+    let ird = crate::image::build_initramfs(env, arch, &node.path, &node.key, &node_sha, None)?;
+    let initramfs = ird.dir.join(crate::image::initramfs_file_name());
+
+    let mut qemu = QemuConfig::new(arch, &bzimage, &initramfs, &env.project_root.join("target"));
+    qemu.log_dir = env.log_dir(Some(arch));
+    qemu.log_name = "node-test.log".into();
+    qemu.memory_mib = a.memory;
+    let mut suites = vec![Suite::Parallel];
+    if a.sequential {
+        suites.push(Suite::Sequential);
+    }
+    let req = SuiteRequest {
+        qemu,
+        build: NodeBuild::Nodeos,
+        node_label: node.label.clone(),
+        version: node.version.clone(),
+        source_root,
+        suites,
+        filter: Filter::new(&a.filter)?,
+        only: a.ci_subset.then(node_suite::ci_subset),
+        jobs,
+        timeout: node_suite::timeout_for_factor(a.timeout_factor),
+        work_dir: env.artifact_dir(arch).join("node-test"),
+        compression: initramfs::DEFAULT_COMPRESSION,
+    };
+    eprintln!(
+        "node-test {arch}: {} with Node {}'s tests, {jobs} at a time; console log {}",
+        node.label,
+        node.version,
+        req.qemu.log_path().display()
+    );
+    let mut progress = Progress::new(arch);
+    node_suite::run_suite(&req, &mut |ev| progress.event(ev))
+}
+
+/// Prints a line per failing file as it comes and a count now and then.
+struct Progress {
+    arch: Arch,
+    planned: usize,
+    done: usize,
+    not_passed: usize,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(arch: Arch) -> Progress {
+        Progress {
+            arch,
+            planned: 0,
+            done: 0,
+            not_passed: 0,
+            last: Instant::now(),
+        }
+    }
+
+    fn event(&mut self, ev: &Event) {
+        match ev {
+            Event::Hello(f) => {
+                self.planned = f.tests;
+                eprintln!(
+                    "  {}: runner up: node {} ({}) as pid {}; /proc {}, /dev/null {}, /tmp {}, loopback {}, localhost {}, ICU {}",
+                    self.arch,
+                    f.version,
+                    f.arch,
+                    f.pid,
+                    yes_no(f.proc),
+                    yes_no(f.devnull),
+                    yes_no(f.tmp),
+                    yes_no(f.loopback),
+                    yes_no(f.localhost),
+                    f.icu
+                );
+            }
+            Event::Result(r) => {
+                self.done += 1;
+                if r.outcome != RunOutcome::Pass {
+                    self.not_passed += 1;
+                }
+                if self.last.elapsed().as_secs() >= 30 || self.done == self.planned {
+                    self.last = Instant::now();
+                    eprintln!(
+                        "  {}: {}/{} files, {} did not pass (known failures included)",
+                        self.arch, self.done, self.planned, self.not_passed
+                    );
+                }
+            }
+            Event::Start { .. } | Event::Done { .. } | Event::Error { .. } => {}
+        }
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// The node `--node` names, or the one the node phase built. Never builds
+/// a node: without one it says what to do.
+fn node_under_test(env: &Env, node: Option<&str>, arch: Arch) -> Result<NodeUnderTest> {
+    let built_version = fetch::choose(env, &node_static::manifest(), "node")?
+        .main
+        .version;
+    match node {
+        Some(p) if Path::new(p).exists() || p.contains('/') => {
+            let path = Path::new(p)
+                .canonicalize()
+                .with_context(|| format!("--node {p}: no such file"))?;
+            nodeos_build::elf::check_static(&path, arch).with_context(|| {
+                format!("--node {p}: the guest's init must be a static {arch} executable")
+            })?;
+            let version = binary_version(&path)?;
+            let sha = sha256_file(&path)?;
+            Ok(NodeUnderTest {
+                label: format!("node {}", path.display()),
+                key: format!("user-node-{sha}"),
+                path,
+                version,
+            })
+        }
+        Some(v) if v.trim_start_matches('v') != built_version => bail!(
+            "--node {v}: this tree builds Node {built_version} only; give that version, or the path of a static node binary"
+        ),
+        _ => match node_static::published(env, arch)? {
+            Some(n) => Ok(NodeUnderTest {
+                label: "NodeOS static node".into(),
+                key: n.output.key.clone(),
+                path: n.node,
+                version: n.version,
+            }),
+            None => bail!(
+                "NO STATIC NODE FOR {arch}: node-test tests the node `cargo xtask node --arch {}` builds (≈ 1 h 10 min on 2 cores), and it is not built yet; build it, or give one with --node PATH",
+                arch.name()
+            ),
+        },
+    }
+}
+
+/// `process.versions.node` of a node binary, by running it here (static
+/// i686 and x86_64 binaries run on an x86_64 host).
+fn binary_version(path: &Path) -> Result<String> {
+    let out = std::process::Command::new(path)
+        .args(["-p", "process.versions.node"])
+        .output()
+        .with_context(|| format!("running {} to learn its version", path.display()))?;
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || v.is_empty() {
+        bail!(
+            "{} -p process.versions.node failed ({}): is it a node binary this host can run?",
+            path.display(),
+            out.status
+        );
+    }
+    Ok(v)
+}
+
+/// `test/` of the source tarball of Node `version` (fetched if needed),
+/// extracted once per tarball under the cache dir.
+fn test_tree(env: &Env, version: &str) -> Result<PathBuf> {
+    let m = node_static::manifest();
+    let chosen = fetch::choose(env, &m, "node")?;
+    if chosen.main.version != version {
+        bail!(
+            "no source tarball of Node {version} is declared in node-static/sources.toml (it has {}): the tests must come from the node's own source",
+            chosen.main.version
+        );
+    }
+    let resolved = if env.dl_dir.join(&chosen.main.file).is_file() {
+        chosen
+    } else {
+        fetch::ensure(&mut Fetcher::new(env)?, &m, "node")?
+    };
+    let tarball = env.dl_dir.join(&resolved.main.file);
+    fetch::verify(&tarball, &resolved.main.sha256)?;
+    let dest = env
+        .cache_dir
+        .join("node-test")
+        .join(format!("src-{}", &resolved.main.sha256[..16]));
+    if !node_suite::has_test_tree(&dest) {
+        eprintln!("extracting test/ from {}", tarball.display());
+        node_suite::source::extract_tests(&tarball, &dest)?;
+    }
+    Ok(dest)
+}
+
+/// The last run's figures per arch, for `bench`.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    pub arch: String,
+    pub node: String,
+    pub selection: String,
+    pub files: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub expected_failures: usize,
+    pub unexpected_passes: usize,
+    pub flaky_failures: usize,
+    pub no_result: usize,
+    pub pass_rate: Option<f64>,
+    pub wall_secs: f64,
+    pub jobs: usize,
+    pub completed: bool,
+}
+
+fn summary_path(env: &Env, arch: Arch) -> PathBuf {
+    env.artifact_dir(arch)
+        .join("node-test")
+        .join("summary.json")
+}
+
+fn write_summary(env: &Env, r: &SuiteReport, a: &NodeTestArgs) -> Result<()> {
+    let c = r.counts();
+    let selection = if a.ci_subset {
+        "CI subset".to_owned()
+    } else {
+        let mut s = String::from("test/parallel");
+        if a.sequential {
+            s.push_str(" + test/sequential");
+        }
+        if !a.filter.is_empty() {
+            s.push_str(&format!(" matching {}", a.filter.join(", ")));
+        }
+        s
+    };
+    let s = Summary {
+        arch: r.arch.name().into(),
+        node: r.node_label.clone(),
+        selection,
+        files: r.files.len(),
+        passed: c.passed,
+        failed: c.failed,
+        skipped: c.skipped,
+        expected_failures: c.expected_failures,
+        unexpected_passes: c.unexpected_passes,
+        flaky_failures: c.flaky_failures,
+        no_result: c.no_result,
+        pass_rate: c.pass_rate(),
+        wall_secs: r.wall.as_secs_f64(),
+        jobs: r.facts.as_ref().map(|f| f.jobs).unwrap_or(0),
+        completed: r.end == node_suite::report::RunEnd::Done,
+    };
+    let path = summary_path(env, r.arch);
+    write_atomic(&path, serde_json::to_string_pretty(&s)?.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The BENCHMARKS.md section: the last node-test run per arch.
+pub fn bench_section(env: &Env, arches: &[Arch]) -> String {
+    let mut md = String::from("## Node's own tests (last `cargo xtask node-test`)\n\n| arch | node | files | passed | failed | known failures | skipped | pass rate | time | jobs |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for &arch in arches {
+        let s: Option<Summary> = std::fs::read(summary_path(env, arch))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        match s {
+            Some(s) => md.push_str(&format!(
+                "| {arch} | {} ({}{}) | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                s.node,
+                s.selection,
+                if s.completed { "" } else { ", INCOMPLETE" },
+                s.files,
+                s.passed,
+                s.failed + s.no_result,
+                s.expected_failures + s.unexpected_passes,
+                s.skipped,
+                s.pass_rate
+                    .map(|r| format!("{r:.1}%"))
+                    .unwrap_or("-".into()),
+                nodeos_build::util::fmt_duration(std::time::Duration::from_secs_f64(s.wall_secs)),
+                s.jobs
+            )),
+            None => md.push_str(&format!(
+                "| {arch} | not run: `cargo xtask node-test --arch {}` | | | | | | | | |\n",
+                arch.name()
+            )),
+        }
+    }
+    md
+}
