@@ -11,6 +11,7 @@
 //! * [`node_checks`] drives the Node REPL of an image whose init is node.
 //! * [`node_suite`] runs Node's own test suite inside the guest.
 //! * [`run_interactive`] boots with the console on the terminal.
+//! * [`tiny_init`]: a tiny static init for kernel-only boots.
 //! * [`net`]: the guest's NIC on QEMU's user network, with forwarded ports.
 //! * [`app`]: guests that run an app: its exit status, HTTP through a
 //!   forwarded port.
@@ -31,6 +32,7 @@ mod guest;
 pub mod net;
 pub mod node_checks;
 pub mod node_suite;
+pub mod tiny_init;
 
 use std::path::{Path, PathBuf};
 

@@ -20,6 +20,10 @@ pub const NET_AUTOCONF_ARG: &str = "ip=dhcp";
 /// The host as the guest sees it on QEMU's user network.
 pub const HOST_FROM_GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 
+/// QEMU's DNS forwarder on its user network, the name server its DHCP
+/// answer gives (and so the one PID 1 writes to /etc/resolv.conf).
+pub const DNS_FROM_GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+
 /// The guest's address on QEMU's user network (its DHCP answer).
 pub const GUEST_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
 

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use initramfs::{App, AppOptions};
-use qemu_tests::app::{AppStatus, HttpWait, wait_app_exit, wait_for_http};
+use qemu_tests::app::{AppStatus, HttpWait, StatusSource, wait_app_exit, wait_for_http};
 use qemu_tests::net::{GUEST_ADDR, HOST_FROM_GUEST, free_port};
 use qemu_tests::{Arch, Guest, Network, PortForward};
 use support::debian_node_fixture::{FIXTURE_NODE_VERSION, initramfs_with_app};
@@ -249,6 +249,11 @@ const v6 = () => new Promise(ok => {{
     );
     let end = wait_app_exit(g, APP_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(end.status, AppStatus::Exited(0));
+    assert_eq!(
+        end.source,
+        StatusSource::KernelInitExit,
+        "the fixture node has no PID 1 patch: its status comes from the kernel's line"
+    );
     assert!(end.qemu.success(), "QEMU: {}", end.qemu);
     drop(server);
 }
@@ -281,6 +286,7 @@ fn exit_code_comes_through(arch: Arch) {
     let mut b = boot(arch, &app, "app-exit3", Vec::new());
     let end = wait_app_exit(&mut b.guest, APP_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(end.status, AppStatus::Exited(3));
+    assert_eq!(end.source, StatusSource::KernelInitExit);
 }
 
 macro_rules! per_arch {
@@ -355,6 +361,54 @@ fn our_node_serves_the_example(arch: Arch) {
     }
 }
 
+/// NodeOS's own node ends an app itself: names resolve through the files
+/// PID 1 wrote (`/etc/hosts`, and `/etc/resolv.conf` from DHCP: QEMU's
+/// forwarder), then `process.exit(3)` gives node's status line and a
+/// power-off, no kernel panic.
+fn our_node_names_and_status_line(arch: Arch) {
+    let node = our_node(arch);
+    let (_dir, app) = app_of(
+        r#"'use strict';
+const fs = require('fs'), dns = require('dns');
+const read = f => { try { return fs.readFileSync(f, 'utf8'); } catch (e) { return e.code; } };
+dns.promises.lookup('localhost', 4).then(a => a.address, e => e.code).then(localhost => {
+  console.log('@@NAMES ' + JSON.stringify({ localhost, resolv: read('/etc/resolv.conf') }));
+  process.exit(3);
+});
+"#,
+    );
+    let initrd = support::work_dir().join(format!("our-node-names-{arch}"));
+    let opts = initramfs::Options::from_env().unwrap();
+    initramfs::write_archive_to_path(&initramfs::app_layout(&node, &app), &opts, &initrd).unwrap();
+    let mut cfg = support::config(arch, initrd.clone(), &format!("our-node-names-{arch}"));
+    cfg.memory_mib = FIXTURE_MEMORY_MIB;
+    cfg.network = Some(Network::default());
+    cfg.init_args = app.init_args();
+    let mut b = Booted {
+        guest: Guest::launch(&cfg).unwrap(),
+        initrd,
+    };
+    let m = b
+        .guest
+        .expect(
+            qemu_tests::Pattern::regex(r"@@NAMES (\{[^\r\n]*\})\r?\n").unwrap(),
+            APP_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out: serde_json::Value = serde_json::from_str(m.group(1).unwrap()).unwrap();
+    assert_eq!(out["localhost"], "127.0.0.1", "{out}");
+    assert!(
+        out["resolv"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!("nameserver {}", qemu_tests::net::DNS_FROM_GUEST))),
+        "/etc/resolv.conf names QEMU's forwarder: {out}"
+    );
+    let end = wait_app_exit(&mut b.guest, APP_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(end.status, AppStatus::Exited(3));
+    assert_eq!(end.source, StatusSource::NodeStatusLine);
+    assert!(end.qemu.success(), "QEMU after the power-off: {}", end.qemu);
+}
+
 /// Not a check: boot → REPL prompt of the fixture node, to compare
 /// kernels (`NODEOS_TEST_KERNEL_<ARCH>`). `NODEOS_MEASURE_NIC=1` boots with
 /// the NIC and `ip=dhcp` (as `cargo xtask` now does), `0` without (as it
@@ -411,5 +465,17 @@ mod our_node {
     #[ignore = "needs the built static node (cargo xtask image --arch x86_64, ~1 h): run with --ignored"]
     fn x86_64_serves_the_example() {
         super::our_node_serves_the_example(qemu_tests::Arch::X86_64)
+    }
+
+    #[test]
+    #[ignore = "needs the built static node (cargo xtask image --arch i386, ~1 h): run with --ignored"]
+    fn i386_names_and_status_line() {
+        super::our_node_names_and_status_line(qemu_tests::Arch::I386)
+    }
+
+    #[test]
+    #[ignore = "needs the built static node (cargo xtask image --arch x86_64, ~1 h): run with --ignored"]
+    fn x86_64_names_and_status_line() {
+        super::our_node_names_and_status_line(qemu_tests::Arch::X86_64)
     }
 }

@@ -26,6 +26,11 @@ pub struct BenchArgs {
     /// Only the initramfs writer throughput (needs no image)
     #[arg(long)]
     initramfs_only: bool,
+    /// Only the cost of the kernel's app network options: bzImage size and
+    /// boot time with and without them (two kernels per arch and a tiny
+    /// static init; needs no Node build)
+    #[arg(long, conflicts_with_all = ["initramfs_only", "model", "app"])]
+    kernel_options: bool,
     /// With --app and one -p HOST:GUEST: also measure boot → the app's first
     /// HTTP response on that port
     #[command(flatten)]
@@ -118,6 +123,9 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
     if a.initramfs_only {
         println!("{}", initramfs_throughput(&env, a.archive_mb)?);
         return Ok(());
+    }
+    if a.kernel_options {
+        return crate::bench_kernel::run(&env, &common.arches(), a.boots, !a.no_write);
     }
     if a.model {
         return crate::model_report::run(&env, &common.arches(), &a.records, a.check, !a.no_write);
@@ -290,9 +298,13 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
     writeln!(md, "{}", initramfs_throughput(&env, a.archive_mb)?)?;
 
     let path = env.project_root.join("BENCHMARKS.md");
-    // The model's section is written by `bench --model`; keep it.
+    // The model's and the kernel options' sections are written by
+    // `bench --model` and `bench --kernel-options`; keep them.
     if let Some(model) = crate::model_report::current_section(&path) {
         writeln!(md, "\n{}", model.trim_end())?;
+    }
+    if let Some(k) = crate::model_report::section_headed(&path, crate::bench_kernel::SECTION) {
+        writeln!(md, "\n{}", k.trim_end())?;
     }
     print!("{md}");
     if !a.no_write {

@@ -4,6 +4,7 @@
 mod app_args;
 mod app_run;
 mod bench;
+mod bench_kernel;
 mod bench_model;
 mod doctor;
 mod drill;

@@ -9,7 +9,6 @@
 pub mod debian_node_fixture;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -90,26 +89,11 @@ fn unique(stem: &str) -> String {
 }
 
 /// Compiles tests/data/tiny_init.c with `-DVARIANT_<variant>`, static, for
-/// `arch`.
+/// `arch` ([`qemu_tests::tiny_init`]).
 pub fn tiny_init(arch: Arch, variant: &str) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny_init.c");
     let out = work_dir().join(format!("tiny-init-{arch}-{}", variant.to_lowercase()));
     let tmp = work_dir().join(unique("tiny-init"));
-    let mut cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
-    cc.arg(arch.host_cc_flag());
-    cc.args(["-static", "-Os", "-Wall", "-Werror"])
-        .arg(format!("-DVARIANT_{variant}"))
-        .arg("-o")
-        .arg(&tmp)
-        .arg(&source);
-    let result = cc.output().expect("running the host C compiler `cc`");
-    assert!(
-        result.status.success(),
-        "compiling {} for {arch} failed (for i386, a static 32-bit libc is needed: \
-         `apt-get install gcc-multilib`):\n{}",
-        source.display(),
-        String::from_utf8_lossy(&result.stderr)
-    );
+    qemu_tests::tiny_init::compile(arch, variant, &tmp).unwrap_or_else(|e| panic!("{e:#}"));
     // Renamed into place: parallel tests may build the same variant.
     std::fs::rename(&tmp, &out).unwrap();
     out
