@@ -117,17 +117,12 @@ impl QemuConfig {
     /// the NIC before init starts. [`QemuConfig::init_args`] come last,
     /// after `--`: everything after it goes to init.
     pub fn kernel_cmdline(&self) -> String {
-        let mut cmdline = format!("console={} panic=-1", self.arch.target().qemu.console);
-        if self.arch == Arch::X86_64 {
-            // At boot an x86_64 kernel checks that timer interrupts arrive
-            // through the IO-APIC within a few ticks; under TCG on a busy
-            // host the emulated CPU can be starved past that window, and
-            // the kernel then panics ("IO-APIC + timer doesn't work!")
-            // although the timer works. QEMU's timer routing is known to
-            // be sound, so skip the check. Only here: i386 kernels have no
-            // IO-APIC code, and the kernel hands words it does not know to
-            // init as arguments.
-            cmdline.push_str(" no_timer_check");
+        let qemu = &self.arch.target().qemu;
+        let mut cmdline = format!("console={} panic=-1", qemu.console);
+        // The target's own words (targets.toml says why each is there).
+        for word in &qemu.kernel_args {
+            cmdline.push(' ');
+            cmdline.push_str(word);
         }
         if self.network.is_some() {
             cmdline.push(' ');
@@ -197,9 +192,12 @@ mod tests {
     #[test]
     fn cmdline_keeps_console_and_panic() {
         let mut cfg = QemuConfig::new(Arch::I386, "k", "i", Path::new("/t"));
-        assert_eq!(cfg.kernel_cmdline(), "console=ttyS0 panic=-1");
+        assert_eq!(cfg.kernel_cmdline(), "console=ttyS0 panic=-1 no_timer_check");
         cfg.append_extra = " quiet ".into();
-        assert_eq!(cfg.kernel_cmdline(), "console=ttyS0 panic=-1 quiet");
+        assert_eq!(
+            cfg.kernel_cmdline(),
+            "console=ttyS0 panic=-1 no_timer_check quiet"
+        );
         assert_eq!(cfg.log_path(), Path::new("/t/nodeos/logs/i386/qemu.log"));
     }
 
@@ -216,7 +214,7 @@ mod tests {
         cfg.arch = Arch::I386;
         assert_eq!(
             cfg.kernel_cmdline(),
-            "console=ttyS0 panic=-1 ip=dhcp quiet -- /app/server.js"
+            "console=ttyS0 panic=-1 no_timer_check ip=dhcp quiet -- /app/server.js"
         );
     }
 }

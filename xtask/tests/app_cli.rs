@@ -78,6 +78,22 @@ fn refused_apps_stop_every_command_before_any_build() {
             "leads outside the app directory",
         ),
         (
+            "symlink loop",
+            app_dir(|p| {
+                symlink("b", p.join("a")).unwrap();
+                symlink("a", p.join("b")).unwrap();
+            }),
+            "is a loop",
+        ),
+        (
+            "non-UTF-8 name",
+            app_dir(|p| {
+                use std::os::unix::ffi::OsStrExt;
+                std::fs::write(p.join(std::ffi::OsStr::from_bytes(b"bad\xff.js")), "").unwrap()
+            }),
+            "is not valid UTF-8",
+        ),
+        (
             "native addon",
             app_dir(|p| std::fs::write(p.join("binding.node"), "\x7fELF").unwrap()),
             "native addon",
