@@ -16,6 +16,8 @@ pub struct ImageArgs {
     /// Use this bzImage instead of building the kernel
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
+    #[command(flatten)]
+    pub app: crate::app_args::AppArgs,
 }
 
 /// One arch's finished image.
@@ -25,6 +27,9 @@ pub struct Image {
     pub node: node_static::NodeBinary,
     pub phases: Vec<PhaseOutput>,
     pub manifest: PathBuf,
+    /// What init (node) must get as `argv[1..]`: the app's entry file, or
+    /// nothing for the REPL.
+    pub init_args: Vec<String>,
 }
 
 /// Bump when the initramfs step below changes what it writes.
@@ -37,8 +42,9 @@ pub fn initramfs_file_name() -> String {
     )
 }
 
-/// The initramfs phase: `/dev`, `/dev/console`, `/init` = node; cached by
-/// the node's key, so the same node gives the same bytes without work.
+/// The initramfs phase: `/dev`, `/dev/console`, `/init` = node, and the
+/// app under `/app` when there is one; cached by the node's key (and the
+/// app's content), so the same inputs give the same bytes without work.
 /// `init_sha` is the sha256 of `init`'s bytes (the caller has it: the
 /// manifest names it too).
 pub fn build_initramfs(
@@ -47,6 +53,7 @@ pub fn build_initramfs(
     init: &Path,
     init_key: &str,
     init_sha: &str,
+    app: Option<&initramfs::App>,
 ) -> Result<PhaseOutput> {
     let opts = initramfs::Options::from_env()?;
     // The init's bytes, not only its phase key: a Node build is not
@@ -58,6 +65,10 @@ pub fn build_initramfs(
         .str("init.sha256", init_sha)
         .str("compression", opts.compression.name())
         .str("mtime", &opts.mtime.to_string());
+    // Only with an app, so that an image without one keeps its key.
+    if let Some(app) = app {
+        k.str("app.sha256", &app.digest()?);
+    }
     let name = initramfs_file_name();
     Phase::new(env, "initramfs", Some(arch), k)
         .outputs(&[&name, "uncompressed-size"])
@@ -65,8 +76,11 @@ pub fn build_initramfs(
             ctx.step("write", |ctx| {
                 elf::check_static(init, arch)?;
                 let out = ctx.out_dir().join(&name);
-                let stats =
-                    initramfs::write_archive_to_path(&initramfs::nodeos_layout(init), &opts, &out)?;
+                let layout = match app {
+                    Some(app) => initramfs::app_layout(init, app),
+                    None => initramfs::nodeos_layout(init),
+                };
+                let stats = initramfs::write_archive_to_path(&layout, &opts, &out)?;
                 ctx.log(&format!(
                     "wrote {} ({} entries, {} uncompressed, {} written)",
                     out.display(),
@@ -94,7 +108,12 @@ pub fn check_user_kernel(user_kernel: Option<&Path>, arches: &[Arch]) -> Result<
     Ok(())
 }
 
-pub fn build(env: &Env, arch: Arch, user_kernel: Option<&Path>) -> Result<Image> {
+pub fn build(
+    env: &Env,
+    arch: Arch,
+    user_kernel: Option<&Path>,
+    app: Option<&initramfs::App>,
+) -> Result<Image> {
     // A bad --kernel must fail before an hour of building, not after.
     if let Some(p) = user_kernel {
         kernel::check_user_bzimage_for(p, arch)?;
@@ -121,7 +140,7 @@ pub fn build(env: &Env, arch: Arch, user_kernel: Option<&Path>) -> Result<Image>
         }
     };
     let node_sha = sha256_file(&node.node)?;
-    let ird = build_initramfs(env, arch, &node.node, &node.output.key, &node_sha)?;
+    let ird = build_initramfs(env, arch, &node.node, &node.output.key, &node_sha, app)?;
     let initramfs = ird.dir.join(initramfs_file_name());
     phases.push(ird.clone());
 
@@ -130,6 +149,8 @@ pub fn build(env: &Env, arch: Arch, user_kernel: Option<&Path>) -> Result<Image>
     symlink_force(&initramfs, &art.join(initramfs_file_name()))?;
     symlink_force(&node.node, &art.join("node"))?;
     let manifest = art.join("manifest.json");
+    let init_args = app.map(|a| a.init_args()).unwrap_or_default();
+    let boot = boot_json(arch, app, &init_args)?;
     write_manifest(
         env,
         arch,
@@ -141,6 +162,7 @@ pub fn build(env: &Env, arch: Arch, user_kernel: Option<&Path>) -> Result<Image>
         &node_sha,
         &phases,
         kernel_input,
+        boot,
     )?;
     Ok(Image {
         bzimage,
@@ -148,6 +170,7 @@ pub fn build(env: &Env, arch: Arch, user_kernel: Option<&Path>) -> Result<Image>
         node,
         phases,
         manifest,
+        init_args,
     })
 }
 
@@ -163,6 +186,7 @@ fn write_manifest(
     node_sha: &str,
     phases: &[PhaseOutput],
     user_kernel: serde_json::Value,
+    boot: serde_json::Value,
 ) -> Result<()> {
     let mut inputs = Vec::new();
     let sets = [
@@ -214,18 +238,46 @@ fn write_manifest(
             })
         })
         .collect();
-    let doc = json!({ "arch": arch.name(), "node_version": node.version, "inputs": inputs, "outputs": outputs, "phases": phase_rows });
+    let doc = json!({ "arch": arch.name(), "node_version": node.version, "boot": boot, "inputs": inputs, "outputs": outputs, "phases": phase_rows });
     write_atomic(path, &serde_json::to_vec_pretty(&doc)?)
+}
+
+/// The manifest's `boot` record: the kernel command line this image needs
+/// (as `run` passes it: the NIC configured by the kernel, the app's entry
+/// after `--`), and the app that is in it.
+fn boot_json(
+    arch: Arch,
+    app: Option<&initramfs::App>,
+    init_args: &[String],
+) -> Result<serde_json::Value> {
+    let mut cfg = qemu_tests::QemuConfig::new(arch, "", "", Path::new(""));
+    cfg.network = Some(qemu_tests::Network::default());
+    cfg.init_args = init_args.to_vec();
+    let app = match app {
+        None => serde_json::Value::Null,
+        Some(a) => json!({
+            "dir": a.dir(),
+            "entry": a.guest_entry(),
+            "size": a.size(),
+            "sha256": a.digest()?,
+        }),
+    };
+    Ok(json!({
+        "kernel_cmdline": cfg.kernel_cmdline(),
+        "init_argv": std::iter::once("/init".to_string()).chain(init_args.iter().cloned()).collect::<Vec<_>>(),
+        "app": app,
+    }))
 }
 
 pub fn run(common: &Common, a: ImageArgs) -> Result<()> {
     let env = common.env()?;
+    let app = a.app.load()?;
     let started = std::time::Instant::now();
     let arches = common.arches();
     check_user_kernel(a.kernel.as_deref(), &arches)?;
     let mut rows = Vec::new();
     for arch in arches {
-        let img = build(&env, arch, a.kernel.as_deref())?;
+        let img = build(&env, arch, a.kernel.as_deref(), app.as_ref())?;
         for p in &img.phases {
             let how = p.how();
             rows.push(format!("{:<8} {:<10} {:<12}", arch.name(), p.name, how));
@@ -248,9 +300,12 @@ pub fn run(common: &Common, a: ImageArgs) -> Result<()> {
     if rows.is_empty() {
         bail!("no arch selected");
     }
-    println!("{:<8} {:<10} {}", "arch", "phase", "this run");
+    println!("{:<8} {:<10} this run", "arch", "phase");
     for r in rows {
         println!("{r}");
+    }
+    if let Some(app) = &app {
+        println!("app: {}", crate::app_args::describe(app));
     }
     println!("total {}", fmt_duration(started.elapsed()));
     Ok(())
@@ -281,8 +336,15 @@ mod tests {
     /// Runs the initramfs phase on `init` (with its real sha256) and
     /// returns the output and the archive's bytes.
     fn archive(env: &Env, init: &Path, key: &str) -> (PhaseOutput, Vec<u8>) {
-        let out =
-            build_initramfs(env, Arch::X86_64, init, key, &sha256_file(init).unwrap()).unwrap();
+        let out = build_initramfs(
+            env,
+            Arch::X86_64,
+            init,
+            key,
+            &sha256_file(init).unwrap(),
+            None,
+        )
+        .unwrap();
         let bytes = std::fs::read(out.dir.join(initramfs_file_name())).unwrap();
         (out, bytes)
     }
@@ -349,6 +411,73 @@ mod tests {
         assert_eq!(entries[2].data, std::fs::read(&init).unwrap());
     }
 
+    /// Without `--app` the phase key is the one images had before apps
+    /// existed, so every cached initramfs stays valid (and its bytes are
+    /// the same: see the initramfs crate's `no_app_archive_is_unchanged`).
+    #[test]
+    fn the_key_without_an_app_is_unchanged() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Env::workspace_root_from(env!("CARGO_MANIFEST_DIR"));
+        let env = Env::for_tests(d.path(), &root);
+        let init = static_init(d.path());
+        let out = build_initramfs(
+            &env,
+            Arch::X86_64,
+            &init,
+            &"e".repeat(64),
+            &"f".repeat(64),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            out.key,
+            "20bf099aa8df270bcdd9fbfb3229b640b7500644be3ab2a7377cd94a06201d99"
+        );
+    }
+
+    /// An app goes under /app; its content is part of the key (a changed
+    /// file is a new archive), and the archive without it is untouched.
+    #[test]
+    fn an_app_is_in_the_archive_and_in_the_key() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Env::workspace_root_from(env!("CARGO_MANIFEST_DIR"));
+        let env = Env::for_tests(&d.path().join("cache"), &root);
+        let init = static_init(d.path());
+        let sha = sha256_file(&init).unwrap();
+        let key = "a".repeat(64);
+        let dir = d.path().join("app");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("index.js"), "console.log(1)\n").unwrap();
+        let app = initramfs::App::scan(&dir, &Default::default()).unwrap();
+
+        let plain = build_initramfs(&env, Arch::X86_64, &init, &key, &sha, None).unwrap();
+        let with = build_initramfs(&env, Arch::X86_64, &init, &key, &sha, Some(&app)).unwrap();
+        assert_ne!(plain.key, with.key);
+        let names = |o: &PhaseOutput| -> Vec<String> {
+            let out = Command::new("lz4")
+                .args(["-dc"])
+                .arg(o.dir.join(initramfs_file_name()))
+                .output()
+                .expect("lz4 runs (install lz4)");
+            initramfs::read_archive(&out.stdout)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.path)
+                .collect()
+        };
+        assert_eq!(names(&plain), ["dev", "dev/console", "init"]);
+        assert_eq!(
+            names(&with),
+            ["app", "app/index.js", "dev", "dev/console", "init"]
+        );
+
+        std::fs::write(dir.join("index.js"), "console.log(2)\n").unwrap();
+        let changed = initramfs::App::scan(&dir, &Default::default()).unwrap();
+        let again = build_initramfs(&env, Arch::X86_64, &init, &key, &sha, Some(&changed)).unwrap();
+        assert!(!again.cached, "a changed app reused the old archive");
+        assert_ne!(again.key, with.key);
+    }
+
     #[test]
     fn a_dynamic_node_is_refused_by_the_phase() {
         let d = tempfile::tempdir().unwrap();
@@ -360,6 +489,7 @@ mod tests {
             Path::new("/bin/true"),
             &"e".repeat(64),
             &"f".repeat(64),
+            None,
         )
         .unwrap_err();
         assert!(format!("{e:#}").contains("dynamically linked"), "{e:#}");
