@@ -23,9 +23,14 @@
 //!   initramfs unpacker accepts ([`Compression`]); LZ4 by default because it
 //!   boots fastest ([`DEFAULT_COMPRESSION`] has the measurements).
 //!
+//! * **Apps.** [`App`] checks a user's app directory and lays it out under
+//!   `/app` ([`app_layout`]); without an app the archive is exactly
+//!   [`nodeos_layout`], byte for byte as before apps existed.
+//!
 //! [`read_archive`] is a strict reader used by the tests and to verify
 //! archives; [`bench()`] compares throughput with GNU cpio and gzip.
 
+pub mod app;
 mod bench;
 mod compress;
 pub mod newc;
@@ -39,6 +44,7 @@ use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+pub use app::{App, AppError, AppOptions};
 pub use bench::{bench, BenchReport, BenchRow};
 pub use compress::{Compression, DEFAULT_COMPRESSION};
 pub use reader::{read_archive, ReadEntry};
@@ -270,6 +276,15 @@ pub fn nodeos_layout(init: &Path) -> Vec<Entry> {
         Entry::char_dev("dev/console", 0o600, 5, 1),
         Entry::file("init", 0o755, init),
     ]
+}
+
+/// The NodeOS layout ([`nodeos_layout`]) with a user's app under `/app`
+/// ([`App`]); node gets the app's entry file as its argument from the
+/// kernel command line ([`App::init_args`]).
+pub fn app_layout(init: &Path, app: &App) -> Vec<Entry> {
+    let mut entries = nodeos_layout(init);
+    entries.extend_from_slice(app.entries());
+    entries
 }
 
 /// Counts bytes passing through, for [`WriteStats`].

@@ -1,8 +1,9 @@
 //! The initramfs phase: `/dev`, `/dev/console`, `/init` = a static init
-//! (node), cached by the init's phase key and bytes, so the same node gives
-//! the same archive without work.
+//! (node), and a user's app under `/app` when there is one; cached by the
+//! init's phase key and bytes (and the app's content), so the same inputs
+//! give the same archive without work.
 
-use crate::{nodeos_layout, write_archive_to_path, Options, DEFAULT_COMPRESSION};
+use crate::{app_layout, nodeos_layout, write_archive_to_path, App, Options, DEFAULT_COMPRESSION};
 use anyhow::Result;
 use nodeos_build::driver::{self, names, Phase};
 use nodeos_build::publish::Outputs;
@@ -37,6 +38,7 @@ struct InitramfsPhase<'a> {
     init: &'a Path,
     init_key: &'a str,
     init_sha: &'a str,
+    app: Option<&'a App>,
     opts: Options,
 }
 
@@ -61,6 +63,10 @@ impl Phase for InitramfsPhase<'_> {
             .str("init.sha256", self.init_sha)
             .str("compression", self.opts.compression.name())
             .str("mtime", &self.opts.mtime.to_string());
+        // Only with an app, so that an image without one keeps its key.
+        if let Some(app) = self.app {
+            k.str("app.sha256", &app.digest()?);
+        }
         Ok(k)
     }
 
@@ -72,7 +78,11 @@ impl Phase for InitramfsPhase<'_> {
         ctx.step("write", |ctx| {
             elf::check_static(self.init, self.arch)?;
             let out = ctx.out_dir().join(file_name());
-            let stats = write_archive_to_path(&nodeos_layout(self.init), &self.opts, &out)?;
+            let layout = match self.app {
+                Some(app) => app_layout(self.init, app),
+                None => nodeos_layout(self.init),
+            };
+            let stats = write_archive_to_path(&layout, &self.opts, &out)?;
             ctx.log(&format!(
                 "wrote {} ({} entries, {} uncompressed, {} written)",
                 out.display(),
@@ -92,15 +102,17 @@ impl Phase for InitramfsPhase<'_> {
     }
 }
 
-/// Builds (or reuses) the initramfs around `init` for `arch`. `init_key` is
-/// the key of the phase that made `init`, `init_sha` the sha256 of its
-/// bytes (the caller has it: the manifest names it too).
+/// Builds (or reuses) the initramfs around `init` for `arch`, with the app
+/// under `/app` when there is one. `init_key` is the key of the phase that
+/// made `init`, `init_sha` the sha256 of its bytes (the caller has it: the
+/// manifest names it too).
 pub fn build(
     env: &Env,
     arch: Arch,
     init: &Path,
     init_key: &str,
     init_sha: &str,
+    app: Option<&App>,
 ) -> Result<PhaseOutput> {
     driver::build(
         env,
@@ -109,6 +121,7 @@ pub fn build(
             init,
             init_key,
             init_sha,
+            app,
             opts: Options::from_env()?,
         },
     )

@@ -160,9 +160,8 @@ struct KernelPhase {
 }
 
 impl KernelPhase {
-    fn new(env: &Env, arch: Arch, extra: &[PathBuf]) -> Result<KernelPhase> {
-        let mut fragments = default_fragments(env, arch);
-        fragments.extend(extra.iter().cloned());
+    /// `link`: whether `target/nodeos/<arch>/` links to the image.
+    fn new(arch: Arch, fragments: Vec<PathBuf>, link: bool) -> Result<KernelPhase> {
         // A malformed fragment fails here, before 1.3 GB of source is unpacked.
         let requested = config::load_fragments(&fragments)?;
         Ok(KernelPhase {
@@ -170,7 +169,7 @@ impl KernelPhase {
             fragments,
             requested,
             host: HostCompiler::probe(),
-            link: extra.is_empty(),
+            link,
         })
     }
 }
@@ -233,14 +232,66 @@ impl Phase for KernelPhase {
 /// building it if it is not cached, and links
 /// `target/nodeos/<arch>/bzImage` to it.
 pub fn build(env: &Env, arch: Arch) -> Result<Kernel> {
-    driver::build(env, KernelPhase::new(env, arch, &[])?)
+    driver::build(
+        env,
+        KernelPhase::new(arch, default_fragments(env, arch), true)?,
+    )
 }
 
 /// Like [`build`] with `extra` fragments applied after the repository's
 /// (so they override it). Used by tests; the result is cached under its own
 /// key and `target/nodeos/<arch>/bzImage` is left alone.
 pub fn build_with_fragments(env: &Env, arch: Arch, extra: &[PathBuf]) -> Result<Kernel> {
-    driver::build(env, KernelPhase::new(env, arch, extra)?)
+    let mut fragments = default_fragments(env, arch);
+    fragments.extend(extra.iter().cloned());
+    driver::build(env, KernelPhase::new(arch, fragments, false)?)
+}
+
+/// A kernel for `arch` built from exactly `fragments`, in order, instead of
+/// the repository's: a variant to compare with (`cargo xtask bench
+/// --kernel-options`). Cached under its own key; `target/nodeos/<arch>/`
+/// is left alone.
+pub fn build_from_fragments(env: &Env, arch: Arch, fragments: &[PathBuf]) -> Result<Kernel> {
+    driver::build(env, KernelPhase::new(arch, fragments.to_vec(), false)?)
+}
+
+/// The heading of common.config's section that gives apps their network
+/// (the virtio NIC, the kernel's IP autoconfiguration), as
+/// [`fragment_without_section`] takes it.
+pub const APP_NETWORK_SECTION: &str = "Network for apps";
+
+/// `text` (a fragment) without the section headed `# --- <heading>`: from
+/// that line up to the next `# --- ` heading (or the end). An error when
+/// there is no such heading, or more than one.
+pub fn fragment_without_section(text: &str, heading: &str) -> Result<String> {
+    let is_heading = |l: &str| l.starts_with("# --- ");
+    let lines: Vec<&str> = text.lines().collect();
+    let starts: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| {
+            is_heading(l)
+                && l["# --- ".len()..]
+                    .trim_end_matches(['-', ' '])
+                    .split(':')
+                    .next()
+                    == Some(heading)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let [start] = starts[..] else {
+        anyhow::bail!(
+            "the fragment has {} sections headed `# --- {heading}`, not one",
+            starts.len()
+        );
+    };
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| is_heading(l))
+        .map_or(lines.len(), |i| start + 1 + i);
+    let mut out: Vec<&str> = lines[..start].to_vec();
+    out.extend_from_slice(&lines[end..]);
+    Ok(out.join("\n") + "\n")
 }
 
 #[cfg(test)]
@@ -301,6 +352,49 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The app network section comes off as a whole: none of its symbols
+    /// are left, everything else is as it was (PCI and ACPI included: the
+    /// PID 1 section needs them), and the rest still parses.
+    #[test]
+    fn the_app_network_section_can_be_left_out() {
+        let (_d, env) = repo_env();
+        let path = config_dir(&env).join("common.config");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let all = parse_fragment(&text).unwrap();
+        let without = fragment_without_section(&text, APP_NETWORK_SECTION).unwrap();
+        let rest = parse_fragment(&without).unwrap();
+        let gone: Vec<&str> = all
+            .iter()
+            .filter(|s| !rest.contains(s))
+            .map(|(sym, _)| sym.as_str())
+            .collect();
+        for sym in [
+            "CONFIG_VIRTIO_NET",
+            "CONFIG_VIRTIO_PCI",
+            "CONFIG_IP_PNP",
+            "CONFIG_IP_PNP_DHCP",
+        ] {
+            assert!(gone.contains(&sym), "{sym} is in the section: {gone:?}");
+        }
+        for kept in [
+            "CONFIG_PCI",
+            "CONFIG_ACPI",
+            "CONFIG_INET",
+            "CONFIG_IPV6",
+            "CONFIG_NET",
+        ] {
+            assert!(rest.iter().any(|(s, _)| s == kept), "{kept} stays");
+        }
+        assert!(rest.iter().all(|s| all.contains(s)), "nothing is added");
+        assert_eq!(rest.len() + gone.len(), all.len());
+        assert!(!without.contains(APP_NETWORK_SECTION));
+        assert!(without.contains("# --- Clock") && without.contains("# --- PID 1"));
+        // No such section, or an ambiguous one: refused.
+        assert!(fragment_without_section(&text, "No such section").is_err());
+        let twice = format!("{text}\n# --- {APP_NETWORK_SECTION} ---\n");
+        assert!(fragment_without_section(&twice, APP_NETWORK_SECTION).is_err());
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub struct Qemu {
     /// More arguments for this target's QEMU.
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// Words for the kernel command line of this target's guests (after
+    /// `console=`).
+    #[serde(default)]
+    pub kernel_args: Vec<String>,
 }
 
 #[derive(Deserialize)]

@@ -247,7 +247,7 @@ impl Fetcher {
     fn fetch_one(&mut self, s: &Source) -> Result<()> {
         let mut errors = Vec::new();
         if let Some(d) = &s.debian {
-            match self.from_debian(s, d) {
+            match self.fetch_from_debian(s, d) {
                 Ok(()) => return Ok(()),
                 Err(e) if is_checksum_mismatch(&e) => return Err(e),
                 Err(e) => errors.push(format!("debian archive: {e:#}")),
@@ -270,7 +270,7 @@ impl Fetcher {
         bail!("{}: {}", s.file, errors.join("; "))
     }
 
-    fn from_debian(&mut self, s: &Source, d: &DebianOrigin) -> Result<()> {
+    fn fetch_from_debian(&mut self, s: &Source, d: &DebianOrigin) -> Result<()> {
         if crate::host::which("apt-get").is_none() {
             bail!("apt-get is not available on this host");
         }
@@ -531,7 +531,9 @@ pub fn http_download(url: &str, dest: &Path, sha256: &str, scratch: &Path) -> Re
 /// own locks stay on, in the private dirs.
 pub struct PrivateApt {
     dir: PathBuf,
-    updated: bool,
+    /// The foreign architectures the lists were refreshed with in this
+    /// process (`None`: not refreshed yet).
+    updated: Option<Vec<String>>,
 }
 
 /// The host's proxy settings, carried into the private configuration.
@@ -553,10 +555,7 @@ impl PrivateApt {
         ] {
             create_dir_all(&dir.join(sub))?;
         }
-        let apt = PrivateApt {
-            dir,
-            updated: false,
-        };
+        let apt = PrivateApt { dir, updated: None };
         let turn = apt.lock()?;
         apt.write_config()?;
         drop(turn);
@@ -659,9 +658,10 @@ impl PrivateApt {
             .unwrap_or_default()
     }
 
-    fn run(&self, args: &[&str], cwd: &Path) -> Result<()> {
+    fn run(&self, args: &[&str], cwd: &Path, foreign: &[String]) -> Result<()> {
         let out = self
             .command("apt-get")
+            .args(architecture_options(foreign))
             .args(args)
             .current_dir(cwd)
             .output()
@@ -678,9 +678,9 @@ impl PrivateApt {
         Ok(())
     }
 
-    fn update(&mut self) -> Result<()> {
-        self.run(&["update"], &self.dir.clone())?;
-        self.updated = true;
+    fn update(&mut self, foreign: &[String]) -> Result<()> {
+        self.run(&["update"], &self.dir.clone(), foreign)?;
+        self.updated = Some(foreign.to_vec());
         Ok(())
     }
 
@@ -691,20 +691,33 @@ impl PrivateApt {
             || fs::read_dir(self.dir.join("lists"))
                 .map(|rd| rd.flatten().filter(|e| e.path().is_file()).count() < 2)
                 .unwrap_or(true);
-        if stale && !self.updated {
-            self.update()?;
+        // `nodejs:i386`: a package of another architecture, whose list
+        // the private apt fetches only when such a package is asked for.
+        let foreign: Vec<String> = d
+            .package
+            .split_once(':')
+            .map(|(_, arch)| vec![arch.to_string()])
+            .unwrap_or_default();
+        let refreshed = |updated: &Option<Vec<String>>| {
+            updated
+                .as_ref()
+                .is_some_and(|u| foreign.iter().all(|a| u.contains(a)))
+        };
+        if stale && !refreshed(&self.updated) {
+            self.update(&foreign)?;
         }
         let spec = format!("{}={}", d.package, d.version);
         let args: Vec<&str> = match d.kind {
             DebianKind::Binary => vec!["download", &spec],
             DebianKind::Source => vec!["source", "--download-only", &spec],
         };
-        match self.run(&args, into) {
+        match self.run(&args, into, &foreign) {
             Ok(()) => Ok(()),
-            // Lists may be old: refresh once and retry.
-            Err(_) if !self.updated => {
-                self.update()?;
-                self.run(&args, into)
+            // Lists may be old, or lack that architecture: refresh once and
+            // retry.
+            Err(_) if !refreshed(&self.updated) => {
+                self.update(&foreign)?;
+                self.run(&args, into, &foreign)
             }
             Err(e) => Err(e),
         }
@@ -722,6 +735,32 @@ fn host_proxy_settings() -> String {
         .filter(|l| HOST_KEYS_KEPT.iter().any(|k| l.starts_with(k)))
         .map(|l| format!("{l}\n"))
         .collect()
+}
+
+/// apt options that list `foreign` architectures (a package named
+/// `name:i386`) beside the host's own; none when `foreign` is empty.
+fn architecture_options(foreign: &[String]) -> Vec<String> {
+    if foreign.is_empty() {
+        return Vec::new();
+    }
+    std::iter::once(native_deb_arch())
+        .chain(foreign.iter().cloned())
+        .flat_map(|a| ["-o".to_string(), format!("APT::Architectures::={a}")])
+        .collect()
+}
+
+/// The host's Debian architecture name (`amd64` on x86_64), which apt
+/// keeps listing beside a foreign one.
+fn native_deb_arch() -> String {
+    Command::new("dpkg")
+        .arg("--print-architecture")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "amd64".to_string())
 }
 
 struct Mirror {
@@ -842,8 +881,8 @@ mod tests {
         holder.kill().unwrap();
         holder.wait().unwrap();
         let sweep = remove_stale_scratch(&root);
-        assert_eq!(sweep.removed, [live.clone()], "{sweep:?}");
-        assert_eq!(sweep.live, [g.scratch.dir.clone()]);
+        assert_eq!(sweep.removed, std::slice::from_ref(&live), "{sweep:?}");
+        assert_eq!(sweep.live, std::slice::from_ref(&g.scratch.dir));
     }
 
     #[test]

@@ -21,8 +21,11 @@ pub struct PhaseProgress {
     last_line: String,
     /// Optional counter (done, total) shown as a percentage, e.g. objects
     /// compiled out of those the build will compile.
-    counter: Option<Box<dyn Fn() -> Option<(u64, u64)>>>,
+    counter: Option<Counter>,
 }
+
+/// A progress counter: (done, total), or `None` while unknown.
+pub type Counter = Box<dyn Fn() -> Option<(u64, u64)>>;
 
 const HEARTBEAT: Duration = Duration::from_secs(60);
 
@@ -54,7 +57,7 @@ impl PhaseProgress {
         }
     }
 
-    pub fn set_counter(&mut self, c: Option<Box<dyn Fn() -> Option<(u64, u64)>>>) {
+    pub fn set_counter(&mut self, c: Option<Counter>) {
         self.counter = c;
     }
 

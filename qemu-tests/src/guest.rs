@@ -229,6 +229,11 @@ impl Guest {
         Ok(status)
     }
 
+    /// Whether QEMU has exited (reaped now if so); never waits.
+    pub fn has_exited(&mut self) -> bool {
+        self.try_reap(Duration::ZERO).is_some()
+    }
+
     /// Lets a kernel panic (any, including init exiting) pass.
     pub fn expect_panic(&mut self) -> &mut Self {
         self.allow(Fatal::KernelPanic).allow(Fatal::InitExited)
@@ -238,6 +243,17 @@ impl Guest {
     /// init runs to its end finishes.
     pub fn expect_init_exit(&mut self) -> &mut Self {
         self.allow(Fatal::InitExited)
+    }
+
+    /// Makes one kind of fatal line fatal again (from the current match on;
+    /// an allowed line already passed stays passed).
+    pub fn disallow(&mut self, fatal: Fatal) -> &mut Self {
+        if self.allowed.contains(&fatal) {
+            self.allowed.retain(|f| *f != fatal);
+            self.console
+                .note(&format!("{fatal:?} is fatal again from now on"));
+        }
+        self
     }
 
     /// Lets one kind of fatal line pass.
@@ -363,16 +379,26 @@ impl Drop for Guest {
     }
 }
 
-/// Boots `cfg` with the console on this terminal, until QEMU exits; returns
-/// node's exit status when the console showed its status line
-/// ([`crate::node_checks::EXIT_STATUS_PREFIX`]).
+/// How an interactive run ended.
+#[derive(Debug, Clone, Copy)]
+pub struct InteractiveEnd {
+    /// QEMU's exit status.
+    pub qemu: ExitStatus,
+    /// How the app (node, PID 1) ended and which line said so; `None` when
+    /// QEMU was quit with `Ctrl-A x`.
+    pub app: Option<(crate::app::AppStatus, crate::app::StatusSource)>,
+}
+
+/// Boots `cfg` with the console on this terminal, until QEMU exits.
 ///
 /// Quit with `Ctrl-A x` (QEMU's escape; `Ctrl-A c` toggles the QEMU
 /// monitor), or end node at the prompt (`process.exit(N)`): node as PID 1
-/// prints its status and powers off, and QEMU exits. The console output goes
-/// through the harness (to find that line) on its way to the terminal;
-/// nothing is logged to a file in this mode.
-pub fn run_interactive(cfg: &QemuConfig) -> anyhow::Result<Option<u8>> {
+/// prints its status line and powers off, and QEMU exits (an init without
+/// that line exits, and the kernel's init-exit panic ends QEMU with
+/// `-no-reboot`, `panic=-1`). The console passes through this process on
+/// its way to the terminal, which is how the app's status is read
+/// ([`crate::app`]); nothing is logged to a file in this mode.
+pub fn run_interactive(cfg: &QemuConfig) -> anyhow::Result<InteractiveEnd> {
     let (mut cmd, accel) = checked_qemu_command(cfg)?;
     // `mon:stdio` multiplexes the monitor on the terminal, which gives the
     // Ctrl-A escape (`-nographic` would add the same, but `-nodefaults`
@@ -388,39 +414,49 @@ pub fn run_interactive(cfg: &QemuConfig) -> anyhow::Result<Option<u8>> {
     let mut child = cmd
         .spawn()
         .map_err(|err| spawn_error(err, cfg.arch.qemu_system()))?;
-    let mut output = child.stdout.take().expect("stdout is piped");
-    let tail = copy_keeping_tail(&mut output, &mut std::io::stdout(), 4096);
-    let status = child
+    let console = child.stdout.take().expect("stdout is piped");
+    let app = pass_through_console(console, std::io::stdout().lock());
+    let qemu = child
         .wait()
         .with_context(|| format!("waiting for {}", cfg.arch.qemu_system()))?;
-    if !status.success() {
-        bail!("{} ended with {status}", cfg.arch.qemu_system());
-    }
-    Ok(crate::node_checks::parse_exit_status(
-        &String::from_utf8_lossy(&tail),
-    ))
+    Ok(InteractiveEnd { qemu, app })
 }
 
-/// Copies `from` to `to` until end of file (or an error on either side),
-/// flushing as it goes; returns the last `keep` to `2 * keep` bytes.
-fn copy_keeping_tail(from: &mut impl Read, to: &mut impl Write, keep: usize) -> Vec<u8> {
-    let mut tail = Vec::new();
+/// Copies the console to `out` as it comes, and returns the app's status
+/// from the last status line (node's own or the kernel's init-exit line).
+fn pass_through_console(
+    mut console: impl Read,
+    mut out: impl Write,
+) -> Option<(crate::app::AppStatus, crate::app::StatusSource)> {
     let mut buf = [0u8; 4096];
+    let mut line: Vec<u8> = Vec::new();
+    let mut status = None;
     loop {
-        let n = match from.read(&mut buf) {
+        let n = match console.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        // A closed terminal must not stop QEMU: keep reading regardless.
-        let _ = to.write_all(&buf[..n]).and_then(|()| to.flush());
-        tail.extend_from_slice(&buf[..n]);
-        if tail.len() > 2 * keep {
-            tail.drain(..tail.len() - keep);
+        // The terminal may be gone; the console is still read to the end so
+        // that QEMU never blocks on a full pipe.
+        let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                let text = console::clean_line(&line);
+                if let Some(s) = crate::app::AppStatus::from_console_line(&text) {
+                    status = Some(s);
+                }
+                line.clear();
+            } else if line.len() < 1024 {
+                line.push(b);
+            }
         }
     }
-    tail
+    if status.is_none() && !line.is_empty() {
+        status = crate::app::AppStatus::from_console_line(&console::clean_line(&line));
+    }
+    status
 }
 
 /// The QEMU command line common to both modes, without the console options.
@@ -444,6 +480,9 @@ fn qemu_command(cfg: &QemuConfig, accel: Accel) -> Command {
         .arg("-append")
         .arg(cfg.kernel_cmdline())
         .arg("-no-reboot");
+    if let Some(net) = &cfg.network {
+        cmd.args(net.qemu_args());
+    }
     cmd
 }
 

@@ -11,6 +11,10 @@
 //! * [`node_checks`] drives the Node REPL of an image whose init is node.
 //! * [`node_suite`] runs Node's own test suite inside the guest.
 //! * [`run_interactive`] boots with the console on the terminal.
+//! * [`tiny_init`]: a tiny static init for kernel-only boots.
+//! * [`net`]: the guest's NIC on QEMU's user network, with forwarded ports.
+//! * [`app`]: guests that run an app: its exit status, HTTP through a
+//!   forwarded port.
 //!
 //! This crate takes paths (kernel, initramfs) and does not depend on the
 //! crates that build them, so it can be tested on its own.
@@ -22,16 +26,20 @@
 //!   boot tests (tests/boot.rs) use; without one they fail.
 
 mod accel;
+pub mod app;
 mod console;
 mod guest;
+pub mod net;
 pub mod node_checks;
 pub mod node_suite;
+pub mod tiny_init;
 
 use std::path::{Path, PathBuf};
 
 pub use accel::{ACCEL_VAR, Accel, AccelChoice, kvm_usable};
 pub use console::{ExpectError, Fatal, FatalEvent, Match, Pattern};
-pub use guest::{Guest, run_interactive};
+pub use guest::{Guest, InteractiveEnd, run_interactive};
+pub use net::{Network, PortForward};
 
 /// The environment variable that scales every timeout of the harness, for
 /// slow machines (a float, e.g. `2` or `1.5`).
@@ -54,8 +62,13 @@ pub struct QemuConfig {
     /// Virtual CPUs (`-smp`); the guest's `os.cpus()` must list as many.
     pub cpus: u32,
     /// Appended to the kernel command line after `console=<the target's
-    /// serial console> panic=-1`.
+    /// serial console> panic=-1` (and the network's argument).
     pub append_extra: String,
+    /// Arguments for init after its own name (`argv[1..]`): put on the
+    /// kernel command line after `--`, which the kernel hands to init.
+    pub init_args: Vec<String>,
+    /// A NIC on QEMU's user network; `None`: no NIC at all.
+    pub network: Option<Network>,
     /// Where the console log goes, e.g. `target/nodeos/logs/<arch>/`.
     pub log_dir: PathBuf,
     /// The log file's name in `log_dir` (overwritten if it exists).
@@ -85,6 +98,8 @@ impl QemuConfig {
             memory_mib: Self::DEFAULT_MEMORY_MIB,
             cpus: Self::DEFAULT_CPUS,
             append_extra: String::new(),
+            init_args: Vec::new(),
+            network: None,
             log_dir: logs_dir(target_dir, arch),
             log_name: "qemu.log".to_owned(),
             accel: Accel::Auto,
@@ -97,11 +112,32 @@ impl QemuConfig {
     /// reboot into a QEMU exit, so init exiting ends QEMU. `quiet` is left
     /// to the caller: it keeps the panic lines (printed at KERN_EMERG) but
     /// hides the boot messages that make a failing log readable.
+    ///
+    /// With a network, [`net::NET_AUTOCONF_ARG`] has the kernel configure
+    /// the NIC before init starts. [`QemuConfig::init_args`] come last,
+    /// after `--`: everything after it goes to init.
     pub fn kernel_cmdline(&self) -> String {
-        let mut cmdline = format!("console={} panic=-1", self.arch.target().qemu.console);
+        let qemu = &self.arch.target().qemu;
+        let mut cmdline = format!("console={} panic=-1", qemu.console);
+        // The target's own words (targets.toml says why each is there).
+        for word in &qemu.kernel_args {
+            cmdline.push(' ');
+            cmdline.push_str(word);
+        }
+        if self.network.is_some() {
+            cmdline.push(' ');
+            cmdline.push_str(net::NET_AUTOCONF_ARG);
+        }
         if !self.append_extra.trim().is_empty() {
             cmdline.push(' ');
             cmdline.push_str(self.append_extra.trim());
+        }
+        if !self.init_args.is_empty() {
+            cmdline.push_str(" --");
+            for a in &self.init_args {
+                cmdline.push(' ');
+                cmdline.push_str(a);
+            }
         }
         cmdline
     }
@@ -156,9 +192,29 @@ mod tests {
     #[test]
     fn cmdline_keeps_console_and_panic() {
         let mut cfg = QemuConfig::new(Arch::I386, "k", "i", Path::new("/t"));
-        assert_eq!(cfg.kernel_cmdline(), "console=ttyS0 panic=-1");
+        assert_eq!(cfg.kernel_cmdline(), "console=ttyS0 panic=-1 no_timer_check");
         cfg.append_extra = " quiet ".into();
-        assert_eq!(cfg.kernel_cmdline(), "console=ttyS0 panic=-1 quiet");
+        assert_eq!(
+            cfg.kernel_cmdline(),
+            "console=ttyS0 panic=-1 no_timer_check quiet"
+        );
         assert_eq!(cfg.log_path(), Path::new("/t/nodeos/logs/i386/qemu.log"));
+    }
+
+    #[test]
+    fn cmdline_with_network_and_init_args() {
+        let mut cfg = QemuConfig::new(Arch::X86_64, "k", "i", Path::new("/t"));
+        cfg.network = Some(Network::default());
+        cfg.init_args = vec!["/app/server.js".into()];
+        cfg.append_extra = "quiet".into();
+        assert_eq!(
+            cfg.kernel_cmdline(),
+            "console=ttyS0 panic=-1 no_timer_check ip=dhcp quiet -- /app/server.js"
+        );
+        cfg.arch = Arch::I386;
+        assert_eq!(
+            cfg.kernel_cmdline(),
+            "console=ttyS0 panic=-1 no_timer_check ip=dhcp quiet -- /app/server.js"
+        );
     }
 }

@@ -38,10 +38,14 @@ pub const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// (src/node_nodeos.cc, WriteStatusLine).
 pub const EXIT_STATUS_PREFIX: &str = "nodeos: exit status ";
 
+/// The regex of the status line; group 1 is the status.
+pub fn exit_status_regex() -> String {
+    format!(r"{}(\d+)\r?\n", regex::escape(EXIT_STATUS_PREFIX))
+}
+
 /// The pattern of the status line; group 1 is the status.
 pub fn exit_status_pattern() -> Pattern {
-    Pattern::regex(&format!(r"{}(\d+)\r?\n", regex::escape(EXIT_STATUS_PREFIX)))
-        .expect("a valid regex")
+    Pattern::regex(&exit_status_regex()).expect("a valid regex")
 }
 
 /// The status of the last [`EXIT_STATUS_PREFIX`] line in `console` output.

@@ -26,6 +26,17 @@ pub struct BenchArgs {
     /// Only the initramfs writer throughput (needs no image)
     #[arg(long)]
     initramfs_only: bool,
+    /// Only the cost of the kernel's app network options: bzImage size and
+    /// boot time with and without them (two kernels per arch and a tiny
+    /// static init; needs no Node build)
+    #[arg(long, conflicts_with_all = ["initramfs_only", "model", "app"])]
+    kernel_options: bool,
+    /// With --app and one -p HOST:GUEST: also measure boot → the app's first
+    /// HTTP response on that port
+    #[command(flatten)]
+    app: crate::app_args::AppArgs,
+    #[command(flatten)]
+    net: crate::app_args::NetArgs,
     /// Only the build-time model: replay the recorded jobs of the built
     /// phases on 2 to 256 workers
     #[arg(long)]
@@ -60,7 +71,7 @@ fn boot_to_prompt(
     memory: u32,
     tag: &str,
 ) -> Result<Duration> {
-    let mut cfg = crate::qemu_cmd::qemu_config(env, arch, img, memory);
+    let mut cfg = crate::qemu_cmd::qemu_config(env, arch, img, memory, &[]);
     cfg.log_name = format!("bench-{tag}.log");
     let mut guest = Guest::launch(&cfg)?;
     wait_for_prompt(&mut guest)
@@ -82,16 +93,55 @@ fn min_memory(env: &Env, arch: Arch, img: &image::Image) -> Result<u32> {
     Ok(good)
 }
 
+/// Boots the app image and waits for its first HTTP answer on the
+/// forwarded port; returns the time from QEMU's start.
+fn boot_to_http(
+    env: &Env,
+    arch: Arch,
+    img: &image::Image,
+    forward: qemu_tests::PortForward,
+    tag: &str,
+) -> Result<Duration> {
+    let mut cfg = crate::qemu_cmd::qemu_config(env, arch, img, 512, &[forward]);
+    cfg.log_name = format!("bench-{tag}.log");
+    let mut guest = Guest::launch(&cfg)?;
+    match qemu_tests::app::wait_for_http(
+        &mut guest,
+        forward.host,
+        "/",
+        crate::app_run::APP_TIMEOUT,
+    )? {
+        qemu_tests::app::HttpWait::Answered(_, at) => Ok(at),
+        qemu_tests::app::HttpWait::AppExited(end) => {
+            bail!("{arch}: the app ended with {} before answering", end.status)
+        }
+    }
+}
+
 pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
     let env = common.env()?;
     if a.initramfs_only {
         println!("{}", initramfs_throughput(&env, a.archive_mb)?);
         return Ok(());
     }
+    if a.kernel_options {
+        return crate::bench_kernel::run(&env, &common.arches(), a.boots, !a.no_write);
+    }
     if a.model {
         return crate::model_report::run(&env, &common.arches(), &a.records, a.check, !a.no_write);
     }
+    let app = a.app.load()?;
+    let forward = match (&app, a.net.publish.as_slice()) {
+        (None, []) => None,
+        (Some(_), [f]) => Some(*f),
+        (Some(_), _) => bail!("bench --app measures one port: give exactly one -p HOST:GUEST (the port the app serves HTTP on)"),
+        (None, _) => bail!("-p is for the app's port: give the app with --app DIR"),
+    };
+    if let Some(f) = forward {
+        qemu_tests::Network::with_forwards(vec![f]).check_host_ports()?;
+    }
     let arches = common.arches();
+
     let mut md = String::new();
     writeln!(md, "# Benchmarks\n")?;
     writeln!(md, "Written by `cargo xtask bench` on {} ({} CPUs). Re-run it to refresh; do not edit by hand.\n", host_name(), env.jobs)?;
@@ -99,11 +149,11 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
     // Cached: a no-op image run for every selected arch.
     let mut images = Vec::new();
     for &arch in &arches {
-        images.push((arch, image::build(&env, arch, None)?));
+        images.push((arch, image::build(&env, arch, None, None)?));
     }
     let started = Instant::now();
     for &arch in &arches {
-        image::build(&env, arch, None)?;
+        image::build(&env, arch, None, None)?;
     }
     let noop = started.elapsed();
 
@@ -212,15 +262,49 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
         )?;
     }
 
+    if let (Some(app), Some(forward)) = (&app, forward) {
+        writeln!(md, "\n## App: boot → first HTTP response\n")?;
+        writeln!(
+            md,
+            "The app {} (`--app`), port {} forwarded; QEMU start to the first answer to `GET /` on the host.\n",
+            crate::app_args::describe(app),
+            forward.guest
+        )?;
+        writeln!(
+            md,
+            "| arch | boot → first HTTP response (median of {}) | all runs |\n| --- | --- | --- |",
+            a.boots
+        )?;
+        for &arch in &arches {
+            let img = image::build(&env, arch, None, Some(app))?;
+            let mut runs = Vec::new();
+            for i in 0..a.boots {
+                runs.push(
+                    boot_to_http(&env, arch, &img, forward, &format!("app-{i}"))?.as_secs_f64(),
+                );
+            }
+            let all = runs
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            writeln!(md, "| {arch} | {:.2} s | {all} |", median(runs))?;
+        }
+    }
+
     writeln!(md, "\n{}", crate::node_test::bench_section(&env, &arches))?;
 
     writeln!(md, "## initramfs writer throughput\n")?;
     writeln!(md, "{}", initramfs_throughput(&env, a.archive_mb)?)?;
 
     let path = env.project_root.join("BENCHMARKS.md");
-    // The model's section is written by `bench --model`; keep it.
+    // The model's and the kernel options' sections are written by
+    // `bench --model` and `bench --kernel-options`; keep them.
     if let Some(model) = crate::model_report::current_section(&path) {
         writeln!(md, "\n{}", model.trim_end())?;
+    }
+    if let Some(k) = crate::model_report::section_headed(&path, crate::bench_kernel::SECTION) {
+        writeln!(md, "\n{}", k.trim_end())?;
     }
     print!("{md}");
     if !a.no_write {

@@ -139,10 +139,16 @@ fn keys(dir: &Path) -> Vec<(String, Arch, String)> {
         out.push(("node".into(), arch, node));
         out.push(("kernel".into(), arch, kernel));
         let init = static_init(dir, arch);
-        let initramfs =
-            crate::image::build_initramfs(&env, arch, &init, &"1".repeat(64), &"2".repeat(64))
-                .unwrap()
-                .key;
+        let initramfs = crate::image::build_initramfs(
+            &env,
+            arch,
+            &init,
+            &"1".repeat(64),
+            &"2".repeat(64),
+            None,
+        )
+        .unwrap()
+        .key;
         out.push(("initramfs".into(), arch, initramfs));
     }
     out
@@ -398,7 +404,7 @@ fn each_declared_input_moves_its_phase_key() {
     // Initramfs: the init's phase key and its bytes' sha256.
     let init = static_init(d.path(), arch);
     let ird = |init_key: &str, init_sha: &str| {
-        crate::image::build_initramfs(&env, arch, &init, init_key, init_sha)
+        crate::image::build_initramfs(&env, arch, &init, init_key, init_sha, None)
             .unwrap()
             .key
     };

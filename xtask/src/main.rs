@@ -1,7 +1,10 @@
 //! `cargo xtask`: parses flags and dispatches; each command lives in its
 //! own module.
 
+mod app_args;
+mod app_run;
 mod bench;
+mod bench_kernel;
 mod bench_model;
 mod doctor;
 mod drill;
@@ -158,7 +161,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // An app's own failure: its status, as a shell would give it.
+            match e.downcast_ref::<app_run::AppFailed>() {
+                Some(app_run::AppFailed(status)) => ExitCode::from(status.shell_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -190,14 +190,20 @@ pub fn check_on_kernel(env: &Env, arch: Arch) -> Result<(String, PhaseRecord)> {
 
 /// Replaces (or appends) this command's section of BENCHMARKS.md.
 pub fn write_section(path: &Path, body: &str) -> Result<()> {
+    write_section_headed(path, SECTION, body)
+}
+
+/// Replaces (or appends) the section of BENCHMARKS.md under `heading`
+/// (a `## ` line), up to the next `## ` heading.
+pub fn write_section_headed(path: &Path, heading: &str, body: &str) -> Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let section = format!("{SECTION}\n\n{body}");
-    let new = match old.find(SECTION) {
+    let section = format!("{heading}\n\n{body}");
+    let new = match old.find(heading) {
         Some(start) => {
-            let after = &old[start + SECTION.len()..];
+            let after = &old[start + heading.len()..];
             let end = after
                 .find("\n## ")
-                .map(|i| start + SECTION.len() + i + 1)
+                .map(|i| start + heading.len() + i + 1)
                 .unwrap_or(old.len());
             format!("{}{section}{}", &old[..start], &old[end..])
         }
@@ -212,12 +218,17 @@ pub fn write_section(path: &Path, body: &str) -> Result<()> {
 /// The section as it stands in BENCHMARKS.md, to carry over when the rest
 /// of the file is rewritten.
 pub fn current_section(path: &Path) -> Option<String> {
+    section_headed(path, SECTION)
+}
+
+/// The section of BENCHMARKS.md under `heading`, as it stands.
+pub fn section_headed(path: &Path, heading: &str) -> Option<String> {
     let old = std::fs::read_to_string(path).ok()?;
-    let start = old.find(SECTION)?;
-    let after = &old[start + SECTION.len()..];
+    let start = old.find(heading)?;
+    let after = &old[start + heading.len()..];
     let end = after
         .find("\n## ")
-        .map(|i| start + SECTION.len() + i + 1)
+        .map(|i| start + heading.len() + i + 1)
         .unwrap_or(old.len());
     Some(old[start..end].to_string())
 }

@@ -137,7 +137,7 @@ fn run_arch(env: &Env, a: &NodeTestArgs, arch: Arch, jobs: usize) -> Result<Suit
         None => kernel::build(env, arch)?.bzimage,
     };
     let node_sha = sha256_file(&node.path)?;
-    let ird = crate::image::build_initramfs(env, arch, &node.path, &node.key, &node_sha)?;
+    let ird = crate::image::build_initramfs(env, arch, &node.path, &node.key, &node_sha, None)?;
     let initramfs = ird.dir.join(crate::image::initramfs_file_name());
 
     let mut qemu = QemuConfig::new(arch, &bzimage, &initramfs, &env.project_root.join("target"));

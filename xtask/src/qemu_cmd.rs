@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use nodeos_build::{Arch, Env};
 use qemu_tests::node_checks::{run_node_checks, IntlExpectation, NodeExpectations, NodeReport};
-use qemu_tests::{Guest, QemuConfig};
+use qemu_tests::{Guest, Network, PortForward, QemuConfig};
 use std::path::PathBuf;
 
 /// Flags of the commands that boot images (`qemu-test`, `run`).
@@ -18,10 +18,22 @@ pub struct BootArgs {
     /// Guest memory in MiB
     #[arg(long, default_value_t = 512)]
     pub memory: u32,
+    #[command(flatten)]
+    pub app: crate::app_args::AppArgs,
+    #[command(flatten)]
+    pub net: crate::app_args::NetArgs,
 }
 
 /// QEMU settings for one image; the console log goes beside the phase logs.
-pub fn qemu_config(env: &Env, arch: Arch, img: &image::Image, memory: u32) -> QemuConfig {
+/// The guest always has a NIC (configured by the kernel before init runs),
+/// with `forwards` from the host; an app's entry goes to node.
+pub fn qemu_config(
+    env: &Env,
+    arch: Arch,
+    img: &image::Image,
+    memory: u32,
+    forwards: &[PortForward],
+) -> QemuConfig {
     let mut cfg = QemuConfig::new(
         arch,
         &img.bzimage,
@@ -30,6 +42,8 @@ pub fn qemu_config(env: &Env, arch: Arch, img: &image::Image, memory: u32) -> Qe
     );
     cfg.log_dir = env.log_dir(Some(arch));
     cfg.memory_mib = memory;
+    cfg.network = Some(Network::with_forwards(forwards.to_vec()));
+    cfg.init_args = img.init_args.clone();
     cfg
 }
 
@@ -52,7 +66,7 @@ pub fn boot_and_check(
     img: &image::Image,
     memory: u32,
 ) -> Result<NodeReport> {
-    let cfg = qemu_config(env, arch, img, memory);
+    let cfg = qemu_config(env, arch, img, memory, &[]);
     let exp = NodeExpectations::new(arch, &img.node.version, memory, intl_of(&img.node));
     let mut guest = Guest::launch(&cfg)?;
     run_node_checks(&mut guest, &exp)
@@ -60,13 +74,20 @@ pub fn boot_and_check(
 
 pub fn run_tests(common: &Common, a: BootArgs) -> Result<()> {
     let env = common.env()?;
+    let app = a.app.load()?;
     nodeos_build::host::require("qemu-test", &[nodeos_build::host::Need::Qemu])?;
     let arches = common.arches();
     image::check_user_kernel(a.kernel.as_deref(), &arches)?;
+    if let Some(app) = &app {
+        return crate::app_run::run_app_tests(&env, &arches, &a, app);
+    }
+    if !a.net.publish.is_empty() {
+        bail!("-p forwards ports to an app's server: give the app with --app DIR (the REPL checks need no ports)");
+    }
     let mut failed = Vec::new();
     let mut reports = Vec::new();
     for arch in arches {
-        let img = image::build(&env, arch, a.kernel.as_deref())?;
+        let img = image::build(&env, arch, a.kernel.as_deref(), None)?;
         match boot_and_check(&env, arch, &img, a.memory) {
             Ok(r) => {
                 println!("{r}");
@@ -109,19 +130,41 @@ pub fn run_interactive(common: &Common, a: BootArgs) -> Result<()> {
     let [arch] = arches[..] else {
         bail!("`run` boots one image: pick it with --arch i386 or --arch x86_64");
     };
+    let app = a.app.load()?;
+    let net = Network::with_forwards(a.net.publish.clone());
+    net.check_host_ports()?;
     nodeos_build::host::require("run", &[nodeos_build::host::Need::Qemu])?;
-    let img = image::build(&env, arch, a.kernel.as_deref())?;
-    let cfg = qemu_config(&env, arch, &img, a.memory);
-    eprintln!("Booting NodeOS ({arch}). Quit with Ctrl-A x, or process.exit() at the > prompt.");
-    match qemu_tests::run_interactive(&cfg)? {
-        Some(0) => {
-            eprintln!("NodeOS powered off: node exited with status 0");
-            Ok(())
+    let img = image::build(&env, arch, a.kernel.as_deref(), app.as_ref())?;
+    // Checked again: the build may have taken an hour.
+    net.check_host_ports()?;
+    let cfg = qemu_config(&env, arch, &img, a.memory, &a.net.publish);
+    match &app {
+        Some(app) => eprintln!(
+            "Booting NodeOS ({arch}) with the app {}. Quit with Ctrl-A x.",
+            crate::app_args::describe(app)
+        ),
+        None => eprintln!(
+            "Booting NodeOS ({arch}). Quit with Ctrl-A x, or process.exit() at the > prompt."
+        ),
+    }
+    for f in &a.net.publish {
+        eprintln!("forwarding {f}");
+    }
+    let end = qemu_tests::run_interactive(&cfg)?;
+    match end.app {
+        Some((status, source)) => {
+            eprintln!("NodeOS ({arch}): node (PID 1) ended with {status} ({source})");
+            if status.success() {
+                Ok(())
+            } else {
+                Err(crate::app_run::AppFailed(status).into())
+            }
         }
-        Some(status) => bail!("NodeOS powered off: node exited with status {status}"),
-        None => {
-            eprintln!("QEMU exited without node's exit status line (quit with Ctrl-A x?)");
-            Ok(())
-        }
+        None if end.qemu.success() => Ok(()),
+        None => bail!(
+            "{} ended with {} and no exit status of node on the console",
+            arch.target().qemu.system,
+            end.qemu
+        ),
     }
 }

@@ -418,3 +418,50 @@ fn missing_kernel_is_named() {
         .to_string();
     assert!(err.contains("the kernel") && err.contains("nope"), "{err}");
 }
+
+#[test]
+fn interactive_console_passes_through_and_yields_the_init_status() {
+    let console: &[u8] =
+        b"\x1b[1G> process.exit(3)\r\n[    2.1] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000300\r\n[    2.1] ---[ end ]---";
+    let mut shown = Vec::new();
+    let status = pass_through_console(console, &mut shown);
+    assert_eq!(shown, console, "every byte reaches the terminal unchanged");
+    assert_eq!(
+        status,
+        Some((
+            crate::app::AppStatus::Exited(3),
+            crate::app::StatusSource::KernelInitExit
+        ))
+    );
+    // Node as PID 1: its own status line, then the power-off.
+    let console: &[u8] =
+        b"> process.exit(4)\r\nnodeos: exit status 4\r\n[    2.2] reboot: Power down\r\n";
+    assert_eq!(
+        pass_through_console(console, Vec::new()),
+        Some((
+            crate::app::AppStatus::Exited(4),
+            crate::app::StatusSource::NodeStatusLine
+        ))
+    );
+    // Quit with Ctrl-A x: no status line, no status.
+    assert_eq!(pass_through_console(&b"> "[..], Vec::new()), None);
+}
+
+#[test]
+fn has_exited_does_not_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut guest = fake_guest(dir.path(), "exec sleep 30");
+    let t0 = Instant::now();
+    assert!(!guest.has_exited());
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    let other = tempfile::tempdir().unwrap();
+    let mut done = fake_guest(other.path(), "exec true");
+    let t0 = Instant::now();
+    while !done.has_exited() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "`true` never exited"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

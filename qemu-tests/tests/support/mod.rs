@@ -6,8 +6,9 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod debian_node_fixture;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -44,16 +45,21 @@ pub fn kernel(arch: Arch) -> PathBuf {
     if let Some((_, p)) = built.iter().find(|(a, _)| *a == arch) {
         return p.clone();
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_owned();
-    let env = nodeos_build::Env::new(&root, None, false, false).expect("resolving the cache dirs");
+    let env = nodeos_build::Env::new(&workspace_root(), None, false, false)
+        .expect("resolving the cache dirs");
     let k = kernel::build(&env, arch).unwrap_or_else(|e| {
         panic!("\n\n*** NO KERNEL FOR {arch}: building it failed: {e:#}\nOr set {var} to a bzImage.\n\n")
     });
     built.push((arch, k.bzimage.clone()));
     k.bzimage
+}
+
+/// The repository's root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
 }
 
 /// Where test artifacts go: `<target>/tmp/qemu-tests`.
@@ -83,26 +89,11 @@ fn unique(stem: &str) -> String {
 }
 
 /// Compiles tests/data/tiny_init.c with `-DVARIANT_<variant>`, static, for
-/// `arch`.
+/// `arch` ([`qemu_tests::tiny_init`]).
 pub fn tiny_init(arch: Arch, variant: &str) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny_init.c");
     let out = work_dir().join(format!("tiny-init-{arch}-{}", variant.to_lowercase()));
     let tmp = work_dir().join(unique("tiny-init"));
-    let mut cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
-    cc.arg(arch.host_cc_flag());
-    cc.args(["-static", "-Os", "-Wall", "-Werror"])
-        .arg(format!("-DVARIANT_{variant}"))
-        .arg("-o")
-        .arg(&tmp)
-        .arg(&source);
-    let result = cc.output().expect("running the host C compiler `cc`");
-    assert!(
-        result.status.success(),
-        "compiling {} for {arch} failed (for i386, a static 32-bit libc is needed: \
-         `apt-get install gcc-multilib`):\n{}",
-        source.display(),
-        String::from_utf8_lossy(&result.stderr)
-    );
+    qemu_tests::tiny_init::compile(arch, variant, &tmp).unwrap_or_else(|e| panic!("{e:#}"));
     // Renamed into place: parallel tests may build the same variant.
     std::fs::rename(&tmp, &out).unwrap();
     out
