@@ -24,6 +24,9 @@ fn source(name: &str, variant: &str, version: &str) -> Source {
         sha256: nodeos_build::util::sha256_bytes(name.as_bytes()),
         urls: Vec::new(),
         debian: None,
+        debian_pool: None,
+        npm: None,
+        pypi: None,
         with: Vec::new(),
     }
 }
