@@ -272,7 +272,7 @@ impl Fetcher {
         }
         for (registry, origin) in [(Registry::Npm, &s.npm), (Registry::Pypi, &s.pypi)] {
             if let Some(o) = origin {
-                match self.from_registry(s, registry, o) {
+                match self.fetch_from_registry(s, registry, o) {
                     Ok(()) => return Ok(()),
                     Err(e) if is_checksum_mismatch(&e) => return Err(e),
                     Err(e) => errors.push(format!("{}: {e:#}", registry.name())),
@@ -423,7 +423,7 @@ impl Registry {
 }
 
 impl Fetcher {
-    fn from_registry(
+    fn fetch_from_registry(
         &mut self,
         s: &Source,
         registry: Registry,
@@ -730,6 +730,11 @@ impl PrivateApt {
     /// The configuration apt reads through `APT_CONFIG`: it is read before
     /// the parts dir and the main file, so it can point both away from
     /// /etc (an `-o` option on the command line comes too late for that).
+    ///
+    /// Release files past their Valid-Until date are accepted: a frozen
+    /// mirror (an archive snapshot) serves sid's and the security suites'
+    /// indexes long after that date, and no index decides what is used:
+    /// every file is checked against the sha256 pinned in a sources file.
     fn write_config(&self) -> Result<()> {
         let d = self.dir.display();
         let mut text = format!(
@@ -742,7 +747,8 @@ impl PrivateApt {
              Dir::Etc::sourceparts \"{d}/sources.list.d\";\n\
              Dir::State::lists \"{d}/lists\";\n\
              Dir::Cache \"{d}/cache\";\n\
-             Acquire::Languages \"none\";\n"
+             Acquire::Languages \"none\";\n\
+             Acquire::Check-Valid-Until \"false\";\n"
         );
         text.push_str(&host_proxy_settings());
         let path = self.config_path();
