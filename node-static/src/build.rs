@@ -47,11 +47,11 @@ fn python() -> PathBuf {
 pub fn build(
     ctx: &mut StepCtx,
     arch: Arch,
+    recipe: &Recipe,
     node: &Resolved,
     tc: &Toolchain,
     libs: &BTreeMap<String, packages::Built>,
 ) -> Result<()> {
-    let recipe = Recipe::builtin();
     let variant = recipe.variant(node.variant())?.clone();
     let b = ctx.build_dir().to_path_buf();
     let src = b.join("node");
@@ -96,8 +96,12 @@ pub fn build(
             None => None,
         },
         icu_source: icu,
+        libraries: libs
+            .iter()
+            .map(|(name, b)| (name.clone(), b.dir.clone()))
+            .collect(),
     };
-    let args = recipe::configure_args(&recipe, arch, node.variant(), &paths)?;
+    let args = recipe::configure_args(recipe, arch, node.variant(), &paths)?;
     ctx.step("configure", |ctx| {
         let mut c = cmd(&py.display().to_string(), &src);
         c.arg("configure.py").args(&args);
@@ -211,9 +215,148 @@ pub fn prepare_source(
             set_version_header(&src.join(&vh.file), &vh.version)?;
         }
     }
+    if let Some(parts) = &variant.parts {
+        assemble_parts(ctx, node, parts, src)?;
+    }
     let n = tree::apply_series(ctx, src, "node", &node.main.version)?;
     ctx.log(&format!("applied {n} project patch(es) to node"));
+    let variant_dir = crate::variant_patch_dir(node);
+    if ctx.env.patches_dir().join(&variant_dir).is_dir() {
+        let version = variant_dir.trim_start_matches("node-").to_string();
+        let n = tree::apply_series(ctx, src, "node", &version)?;
+        ctx.log(&format!(
+            "applied {n} patch(es) of the {} variant to node",
+            node.variant()
+        ));
+    }
+    if let Some(parts) = &variant.parts {
+        for vh in &parts.version_checks {
+            check_version_header(&src.join(&vh.file), &vh.version)?;
+        }
+    }
     Ok(())
+}
+
+/// Places the parts a repack removed: files and directories of archive
+/// sources (JS builtins, tools/gyp), then the esbuild bundles. Each archive
+/// is unpacked once, beside the tree.
+pub fn assemble_parts(
+    ctx: &mut StepCtx,
+    node: &Resolved,
+    parts: &recipe::Parts,
+    src: &Path,
+) -> Result<()> {
+    let unpacked = src
+        .parent()
+        .expect("the tree is inside the build dir")
+        .join("parts");
+    let mut done: Vec<String> = Vec::new();
+    let mut unpack = |ctx: &mut StepCtx, name: &str| -> Result<PathBuf> {
+        let dir = unpacked.join(name);
+        if !done.iter().any(|d| d == name) {
+            let a = verified(ctx, with_source(node, name)?)?;
+            tree::unpack(ctx, &a, &dir)?;
+            done.push(name.to_string());
+        }
+        Ok(dir)
+    };
+    for p in &parts.place {
+        let from = unpack(ctx, &p.source)?.join(&p.from);
+        let to = src.join(&p.to);
+        if !from.exists() {
+            bail!("part {}: {} is not in its archive", p.source, p.from);
+        }
+        copy_into_tree(&from, &to)
+            .with_context(|| format!("placing {} of {} at {}", p.from, p.source, p.to))?;
+        ctx.log(&format!("part {}: {} -> {}", p.source, p.from, p.to));
+    }
+    if parts.bundles.is_empty() {
+        return Ok(());
+    }
+    let esbuild_src = parts
+        .esbuild
+        .as_deref()
+        .expect("checked by the recipe parser");
+    let esbuild = unpack(ctx, esbuild_src)?.join("package/bin/esbuild");
+    for b in &parts.bundles {
+        let root = unpacked.join(format!("bundle-{}", b.source));
+        let a = verified(ctx, with_source(node, &b.source)?)?;
+        tree::unpack(ctx, &a, &root)?;
+        let pkg = root.join("package");
+        for m in &b.node_modules {
+            let a = verified(ctx, with_source(node, m)?)?;
+            tree::extract(ctx, &a, &pkg.join("node_modules").join(m))?;
+        }
+        let mut c = nodeos_build::util::build_command(&esbuild, &pkg);
+        c.args(&b.esbuild);
+        ctx.run(c)?;
+        let out = pkg.join(&b.output);
+        let mut text = std::fs::read_to_string(&out)
+            .with_context(|| format!("reading esbuild's output {}", out.display()))?;
+        if b.latin1_fold {
+            text = latin1_fold(&text);
+        }
+        let sha = nodeos_build::util::sha256_bytes(text.as_bytes());
+        if sha != b.sha256 {
+            bail!(
+                "the {} bundle is not the pinned one: sha256 {sha}, recipe says {} (esbuild or the npm parts changed)",
+                b.to,
+                b.sha256
+            );
+        }
+        let to = src.join(&b.to);
+        create_dir_all(to.parent().expect("a file in the tree"))?;
+        std::fs::write(&to, text)?;
+        ctx.log(&format!("bundle {} -> {} (sha256 {sha})", b.source, b.to));
+    }
+    Ok(())
+}
+
+/// Every code point above U+00FF becomes `?`: what undici's build does
+/// after esbuild (a Latin-1 round trip with substitution).
+pub fn latin1_fold(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c as u32 {
+            0..=0xff => out.push(c),
+            // One `?` per UTF-16 code unit, as a JS string has them.
+            0x100..=0xffff => out.push('?'),
+            _ => out.push_str("??"),
+        }
+    }
+    out
+}
+
+fn copy_into_tree(from: &Path, to: &Path) -> Result<()> {
+    create_dir_all(to.parent().expect("a path in the tree"))?;
+    if from.is_dir() {
+        nodeos_build::util::remove_path(to)?;
+        let st = Command::new("cp").arg("-R").arg(from).arg(to).status()?;
+        if !st.success() {
+            bail!("cp -R {} {} failed", from.display(), to.display());
+        }
+    } else {
+        std::fs::copy(from, to)?;
+    }
+    Ok(())
+}
+
+/// A header that must already say `version` (`#define …_VERSION "x"`).
+pub fn check_version_header(path: &Path, version: &str) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let says = text
+        .lines()
+        .filter(|l| l.starts_with("#define ") && l.contains("_VERSION \""))
+        .find_map(|l| l.split('"').nth(1));
+    match says {
+        Some(v) if v == version => Ok(()),
+        Some(v) => bail!(
+            "{} says version {v}, but the part placed is {version}",
+            path.display()
+        ),
+        None => bail!("{} has no #define …_VERSION \"…\" line", path.display()),
+    }
 }
 
 /// Rewrites the version string of a `#define X_VERSION "a.b.c"` header, as

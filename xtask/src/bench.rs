@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct BenchArgs {
+    #[command(flatten)]
+    node: crate::NodeSel,
     /// Boots per arch for the boot-to-prompt median
     #[arg(long, default_value_t = 5)]
     boots: usize,
@@ -99,11 +101,11 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
     // Cached: a no-op image run for every selected arch.
     let mut images = Vec::new();
     for &arch in &arches {
-        images.push((arch, image::build(&env, arch, None)?));
+        images.push((arch, image::build(&env, arch, a.node.version()?, None)?));
     }
     let started = Instant::now();
     for &arch in &arches {
-        image::build(&env, arch, None)?;
+        image::build(&env, arch, a.node.version()?, None)?;
     }
     let noop = started.elapsed();
 

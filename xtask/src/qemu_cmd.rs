@@ -18,6 +18,8 @@ pub struct BootArgs {
     /// Guest memory in MiB
     #[arg(long, default_value_t = 512)]
     pub memory: u32,
+    #[command(flatten)]
+    pub node: crate::NodeSel,
 }
 
 /// QEMU settings for one image; the console log goes beside the phase logs.
@@ -66,7 +68,7 @@ pub fn run_tests(common: &Common, a: BootArgs) -> Result<()> {
     let mut failed = Vec::new();
     let mut reports = Vec::new();
     for arch in arches {
-        let img = image::build(&env, arch, a.kernel.as_deref())?;
+        let img = image::build(&env, arch, a.node.version()?, a.kernel.as_deref())?;
         match boot_and_check(&env, arch, &img, a.memory) {
             Ok(r) => {
                 println!("{r}");
@@ -110,7 +112,7 @@ pub fn run_interactive(common: &Common, a: BootArgs) -> Result<()> {
         bail!("`run` boots one image: pick it with --arch i386 or --arch x86_64");
     };
     nodeos_build::host::require("run", &[nodeos_build::host::Need::Qemu])?;
-    let img = image::build(&env, arch, a.kernel.as_deref())?;
+    let img = image::build(&env, arch, a.node.version()?, a.kernel.as_deref())?;
     let cfg = qemu_config(&env, arch, &img, a.memory);
     eprintln!("Booting NodeOS ({arch}). Quit with Ctrl-A x, or process.exit() at the > prompt.");
     match qemu_tests::run_interactive(&cfg)? {
