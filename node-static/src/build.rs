@@ -165,6 +165,22 @@ pub fn build(
         for (k, v) in &report.lines {
             ctx.log(&format!("check {k} = {v}"));
         }
+        if let Some(parts) = &variant.parts {
+            let want = library_versions(parts)?;
+            let keys: Vec<&str> = want.iter().map(|(k, _)| k.as_str()).collect();
+            let script =
+                format!("for (const k of {keys:?}) console.log(k + '=' + process.versions[k])");
+            let got = Command::new(out.join("node"))
+                .args(["-e", &script])
+                .output()
+                .context("running the built node for process.versions")?;
+            let got = String::from_utf8_lossy(&got.stdout).into_owned();
+            check_library_versions(&want, &got)?;
+            ctx.log(&format!(
+                "process.versions of the linked packages: {}",
+                got.trim().replace('\n', ", ")
+            ));
+        }
         Ok(())
     })
 }
@@ -312,6 +328,52 @@ pub fn assemble_parts(
     Ok(())
 }
 
+/// `(process.versions key, version)` of each library package a parts
+/// variant links: the version of the source entry it is built from.
+pub fn library_versions(parts: &recipe::Parts) -> Result<Vec<(String, String)>> {
+    let reg = packages::Registry::builtin();
+    parts
+        .libraries
+        .iter()
+        .map(|l| {
+            let pkg = reg.get(&l.package)?;
+            let source = l.source.as_deref().unwrap_or(&pkg.spec.source);
+            let v = pkg
+                .manifest
+                .variants(source)
+                .first()
+                .with_context(|| format!("package {} has no source {source}", l.package))?
+                .version
+                .clone();
+            Ok((l.process_versions.clone(), v))
+        })
+        .collect()
+}
+
+/// Compares `key=value` lines of the built node with the packages'
+/// versions; a library linked from elsewhere (a `--shared-*` flag that did
+/// nothing, or a header from another prefix) differs here.
+pub fn check_library_versions(want: &[(String, String)], got: &str) -> Result<()> {
+    let got: BTreeMap<&str, &str> = got.lines().filter_map(|l| l.split_once('=')).collect();
+    let wrong: Vec<String> = want
+        .iter()
+        .filter(|(k, v)| got.get(k.as_str()) != Some(&v.as_str()))
+        .map(|(k, v)| {
+            format!(
+                "{k}: built {} (package {v})",
+                got.get(k.as_str()).unwrap_or(&"nothing")
+            )
+        })
+        .collect();
+    if !wrong.is_empty() {
+        bail!(
+            "the built node does not report its library packages' versions: {}",
+            wrong.join("; ")
+        );
+    }
+    Ok(())
+}
+
 /// Every code point above U+00FF becomes `?`: what undici's build does
 /// after esbuild (a Latin-1 round trip with substitution).
 pub fn latin1_fold(text: &str) -> String {
@@ -427,6 +489,46 @@ fn count_files(dir: &Path, ext: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn library_versions_are_compared_key_by_key() {
+        let want = vec![
+            ("openssl".to_string(), "3.5.7".to_string()),
+            ("ares".to_string(), "1.34.5".to_string()),
+        ];
+        check_library_versions(&want, "openssl=3.5.7\nares=1.34.5\n").unwrap();
+        let e = check_library_versions(&want, "openssl=3.5.5\nares=1.34.5\n").unwrap_err();
+        assert!(
+            format!("{e:#}").contains("openssl: built 3.5.5 (package 3.5.7)"),
+            "{e:#}"
+        );
+        let e = check_library_versions(&want, "openssl=3.5.7\n").unwrap_err();
+        assert!(format!("{e:#}").contains("ares: built nothing"), "{e:#}");
+        // The real recipe: every library of Node 22's parts variant.
+        let parts = crate::version("22")
+            .unwrap()
+            .recipe
+            .variant("parts")
+            .unwrap()
+            .parts
+            .clone()
+            .unwrap();
+        let v = library_versions(&parts).unwrap();
+        assert!(
+            v.contains(&("brotli".to_string(), "1.1.0".to_string())),
+            "{v:?}"
+        );
+        assert!(
+            v.contains(&("ares".to_string(), "1.34.5".to_string())),
+            "{v:?}"
+        );
+        assert_eq!(v.len(), 11);
+    }
+
+    #[test]
+    fn latin1_fold_counts_utf16_units() {
+        assert_eq!(latin1_fold("a\u{e4}\u{2019}\u{1f600}b"), "a\u{e4}???b");
+    }
 
     #[test]
     fn version_header_rewrite() {

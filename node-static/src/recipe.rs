@@ -94,6 +94,10 @@ pub struct Library {
     pub flag: String,
     /// `--shared-<flag>-libname`, in static link order.
     pub libname: String,
+    /// The key of `process.versions` that reports this library's version:
+    /// the built node must report the package's (a `--shared-*` flag
+    /// that linked something else shows here).
+    pub process_versions: String,
 }
 
 /// `from` (a file or directory inside `source`'s archive, top directory
