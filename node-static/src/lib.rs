@@ -264,7 +264,14 @@ pub fn build(env: &Env, arch: Arch, nv: &NodeVersion) -> Result<NodeBinary> {
     let (node_src, libs, phase) = if phase.cached().is_some() {
         (chosen, libs, phase)
     } else {
-        nodeos_build::host::require("the node phase", &[nodeos_build::host::Need::Node])?;
+        // Fetching may settle on a parts variant: its tools are checked
+        // whenever the version has one.
+        let parts = nv.recipe.variants.values().any(|v| v.parts.is_some());
+        let mut needs = vec![nodeos_build::host::Need::Node];
+        if parts {
+            needs.push(nodeos_build::host::Need::Parts);
+        }
+        nodeos_build::host::require("the node phase", &needs)?;
         let mut fetcher = Fetcher::new(env)?;
         let node_src = fetch::ensure(&mut fetcher, m, "node")?;
         // Fetching may settle on another variant, which links other

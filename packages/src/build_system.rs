@@ -163,6 +163,14 @@ pub fn build(
                     c.args(m.iter().map(subst));
                     ctx.run(c)?;
                 }
+                // libtool's .la files name the build-time prefix and
+                // add nothing to a static link (Debian drops them too).
+                for f in nodeos_build::util::files_sorted(&prefix.join("lib"))? {
+                    if f.extension().is_some_and(|x| x == "la") {
+                        remove_path(&f)?;
+                        ctx.log(&format!("removed libtool archive {}", f.display()));
+                    }
+                }
                 Ok(())
             })?;
         }
