@@ -367,7 +367,7 @@ fn compile_lib(
         if o.is_file() {
             continue;
         }
-        let cxx = !s.extension().is_some_and(|x| x == "c");
+        let cxx = s.extension().is_none_or(|x| x != "c");
         let mut c = build_command(tc.tool(if cxx { "g++" } else { "gcc" }), tree_dir);
         c.args(&flags.cflags);
         if cxx {
