@@ -201,9 +201,23 @@ pub fn chosen_key(
     name: &str,
     toolchain_key: &str,
 ) -> Result<String> {
+    let source = registry.get(name)?.spec.source.clone();
+    chosen_key_of(env, registry, arch, name, &source, toolchain_key)
+}
+
+/// [`chosen_key`] of `name` built from another entry (`source`) of its
+/// sources.toml, e.g. a newer release a consumer pins.
+pub fn chosen_key_of(
+    env: &Env,
+    registry: &Registry,
+    arch: Arch,
+    name: &str,
+    source: &str,
+    toolchain_key: &str,
+) -> Result<String> {
     let mut keys: BTreeMap<String, String> = BTreeMap::new();
     for pkg in registry.closure(name)? {
-        let src = fetch::choose(env, &pkg.manifest, &pkg.spec.source)?;
+        let src = fetch::choose(env, &pkg.manifest, source_of(pkg, name, source))?;
         let k = key(env, arch, pkg, &src, toolchain_key, &keys)?;
         keys.insert(pkg.spec.name.clone(), k.hex());
     }
@@ -227,9 +241,26 @@ pub fn build_with(
     name: &str,
     tc: &Toolchain,
 ) -> Result<Built> {
+    let source = registry.get(name)?.spec.source.clone();
+    build_of(env, registry, arch, name, &source, tc)
+}
+
+/// [`build_with`], building `name` from the entry `source` of its
+/// sources.toml (its dependencies from their own `source`).
+pub fn build_of(
+    env: &Env,
+    registry: &Registry,
+    arch: Arch,
+    name: &str,
+    source: &str,
+    tc: &Toolchain,
+) -> Result<Built> {
+    if registry.get(name)?.manifest.variants(source).is_empty() {
+        bail!("package {name} has no source '{source}' in its sources.toml");
+    }
     let mut built: BTreeMap<String, Built> = BTreeMap::new();
     for pkg in registry.closure(name)? {
-        let b = build_one(env, arch, pkg, tc, &built)?;
+        let b = build_one(env, arch, pkg, source_of(pkg, name, source), tc, &built)?;
         built.insert(pkg.spec.name.clone(), b);
     }
     Ok(built
@@ -237,10 +268,21 @@ pub fn build_with(
         .expect("the closure ends with the package"))
 }
 
+/// The source entry `pkg` is built from: `source` for the package asked
+/// for, each dependency's own otherwise.
+fn source_of<'a>(pkg: &'a Package, name: &str, source: &'a str) -> &'a str {
+    if pkg.spec.name == name {
+        source
+    } else {
+        &pkg.spec.source
+    }
+}
+
 fn build_one(
     env: &Env,
     arch: Arch,
     pkg: &Package,
+    source: &str,
     tc: &Toolchain,
     deps: &BTreeMap<String, Built>,
 ) -> Result<Built> {
@@ -248,14 +290,14 @@ fn build_one(
         .iter()
         .map(|(n, b)| (n.clone(), b.output.key.clone()))
         .collect();
-    let chosen = fetch::choose(env, &pkg.manifest, &pkg.spec.source)?;
+    let chosen = fetch::choose(env, &pkg.manifest, source)?;
     let k = key(env, arch, pkg, &chosen, &tc.output.key, &dep_keys)?;
     let phase = Phase::new(env, leak(&pkg.phase), Some(arch), k);
     let (src, phase) = if phase.cached().is_some() {
         (chosen, phase)
     } else {
         let mut fetcher = Fetcher::new(env)?;
-        let src = fetch::ensure(&mut fetcher, &pkg.manifest, &pkg.spec.source)?;
+        let src = fetch::ensure(&mut fetcher, &pkg.manifest, source)?;
         let k = key(env, arch, pkg, &src, &tc.output.key, &dep_keys)?;
         (src, Phase::new(env, leak(&pkg.phase), Some(arch), k))
     };

@@ -7,9 +7,13 @@ use nodeos_build::fetch::Fetcher;
 use std::collections::BTreeSet;
 
 #[derive(Args)]
-pub struct FetchArgs {}
+pub struct FetchArgs {
+    #[command(flatten)]
+    node: crate::NodeSel,
+}
 
-pub fn run(common: &Common, _args: FetchArgs) -> Result<()> {
+pub fn run(common: &Common, args: FetchArgs) -> Result<()> {
+    let nv = args.node.version()?;
     let env = common.env()?;
     nodeos_build::host::require("fetch", &[nodeos_build::host::Need::Fetch])?;
     let mut fetcher = Fetcher::new(&env)?;
@@ -21,10 +25,27 @@ pub fn run(common: &Common, _args: FetchArgs) -> Result<()> {
         (toolchain::manifest(), "gcc"),
         (toolchain::manifest(), "musl"),
         (kernel::manifest(), "linux"),
-        (node_static::manifest(), "node"),
+        (nv.manifest.clone(), "node"),
     ];
-    for p in packages::Registry::builtin().all() {
-        packages.push((p.manifest.clone(), p.spec.source.as_str()));
+    // The library packages the chosen Node version links (and what they
+    // depend on), each from the source entry its recipe pins.
+    let registry = packages::Registry::builtin();
+    for v in nv.recipe.variants.values() {
+        for (name, source) in v.package_sources() {
+            for p in registry.closure(name)? {
+                let s = if p.spec.name == name {
+                    source.unwrap_or(&p.spec.source)
+                } else {
+                    &p.spec.source
+                };
+                if !packages
+                    .iter()
+                    .any(|(m, n)| *n == s && m.sources == p.manifest.sources)
+                {
+                    packages.push((p.manifest.clone(), s));
+                }
+            }
+        }
     }
     // Try every package before failing, so that one run lists everything
     // that is missing (an offline user copies all of it at once).
@@ -64,14 +85,20 @@ pub struct CleanArgs {
 /// Every file name a source manifest declares, in every variant: what
 /// `clean --downloads` may remove from the download dir.
 fn source_files() -> BTreeSet<String> {
-    [
-        toolchain::manifest(),
-        kernel::manifest(),
-        node_static::manifest(),
-    ]
-    .into_iter()
-    .flat_map(|m| m.sources.into_iter().map(|s| s.file))
-    .collect()
+    [toolchain::manifest(), kernel::manifest()]
+        .into_iter()
+        .chain(
+            node_static::all_versions()
+                .iter()
+                .map(|v| v.manifest.clone()),
+        )
+        .chain(
+            packages::Registry::builtin()
+                .all()
+                .map(|p| p.manifest.clone()),
+        )
+        .flat_map(|m| m.sources.into_iter().map(|s| s.file))
+        .collect()
 }
 
 /// Every phase with outputs in the cache.

@@ -18,6 +18,8 @@ pub struct ImageArgs {
     pub kernel: Option<PathBuf>,
     #[command(flatten)]
     pub app: crate::app_args::AppArgs,
+    #[command(flatten)]
+    pub node: crate::NodeSel,
 }
 
 /// One arch's finished image.
@@ -111,6 +113,7 @@ pub fn check_user_kernel(user_kernel: Option<&Path>, arches: &[Arch]) -> Result<
 pub fn build(
     env: &Env,
     arch: Arch,
+    nv: &node_static::NodeVersion,
     user_kernel: Option<&Path>,
     app: Option<&initramfs::App>,
 ) -> Result<Image> {
@@ -118,7 +121,7 @@ pub fn build(
     if let Some(p) = user_kernel {
         kernel::check_user_bzimage_for(p, arch)?;
     }
-    let node = node_static::build(env, arch)?;
+    let node = node_static::build(env, arch, nv)?;
     let tc = toolchain::build(env, arch)?; // cached by now: for the manifest
     let mut phases = vec![tc.output.clone(), node.output.clone()];
     let (bzimage, kernel_input) = match user_kernel {
@@ -189,13 +192,16 @@ fn write_manifest(
     boot: serde_json::Value,
 ) -> Result<()> {
     let mut inputs = Vec::new();
+    let node_manifest = node_static::version(node.version.split('.').next().unwrap_or(""))?
+        .manifest
+        .clone();
     let sets = [
         (
             "toolchain",
             toolchain::manifest(),
             vec!["binutils", "gcc", "musl"],
         ),
-        ("node", node_static::manifest(), vec!["node"]),
+        ("node", node_manifest, vec!["node"]),
         ("kernel", kernel::manifest(), vec!["linux"]),
     ];
     for (phase, m, names) in sets {
@@ -277,7 +283,7 @@ pub fn run(common: &Common, a: ImageArgs) -> Result<()> {
     check_user_kernel(a.kernel.as_deref(), &arches)?;
     let mut rows = Vec::new();
     for arch in arches {
-        let img = build(&env, arch, a.kernel.as_deref(), app.as_ref())?;
+        let img = build(&env, arch, a.node.version()?, a.kernel.as_deref(), app.as_ref())?;
         for p in &img.phases {
             let how = p.how();
             rows.push(format!("{:<8} {:<10} {:<12}", arch.name(), p.name, how));
