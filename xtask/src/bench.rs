@@ -151,7 +151,10 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
     // Cached: a no-op image run for every selected arch.
     let mut images = Vec::new();
     for &arch in &arches {
-        images.push((arch, image::build(&env, arch, a.node.version()?, None, None)?));
+        images.push((
+            arch,
+            image::build(&env, arch, a.node.version()?, None, None)?,
+        ));
     }
     let started = Instant::now();
     for &arch in &arches {

@@ -283,7 +283,13 @@ pub fn run(common: &Common, a: ImageArgs) -> Result<()> {
     check_user_kernel(a.kernel.as_deref(), &arches)?;
     let mut rows = Vec::new();
     for arch in arches {
-        let img = build(&env, arch, a.node.version()?, a.kernel.as_deref(), app.as_ref())?;
+        let img = build(
+            &env,
+            arch,
+            a.node.version()?,
+            a.kernel.as_deref(),
+            app.as_ref(),
+        )?;
         for p in &img.phases {
             let how = p.how();
             rows.push(format!("{:<8} {:<10} {:<12}", arch.name(), p.name, how));

@@ -136,7 +136,13 @@ pub fn run_interactive(common: &Common, a: BootArgs) -> Result<()> {
     let net = Network::with_forwards(a.net.publish.clone());
     net.check_host_ports()?;
     nodeos_build::host::require("run", &[nodeos_build::host::Need::Qemu])?;
-    let img = image::build(&env, arch, a.node.version()?, a.kernel.as_deref(), app.as_ref())?;
+    let img = image::build(
+        &env,
+        arch,
+        a.node.version()?,
+        a.kernel.as_deref(),
+        app.as_ref(),
+    )?;
     // Checked again: the build may have taken an hour.
     net.check_host_ports()?;
     let cfg = qemu_config(&env, arch, &img, a.memory, &a.net.publish);
