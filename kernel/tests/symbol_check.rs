@@ -17,8 +17,8 @@ use nodeos_build::{Arch, Env};
 const PLANTED: &str = "\
 # Misspelt / unknown: Kconfig drops it without a word.
 CONFIG_NODEOS_DOES_NOT_EXIST=y
-# Real, but its dependencies (PCI, NETDEVICES, ETHERNET) are off.
-CONFIG_E1000=y
+# Real, but its dependencies (SOUND, SND, SND_PCI) are off.
+CONFIG_SND_HDA_INTEL=y
 # Real, but not user-settable: selected by M686/X86_64 whatever is asked.
 # CONFIG_X86_TSC is not set
 ";
@@ -53,7 +53,7 @@ fn unsettable_symbols_fail_the_configure_step_by_name() {
         reported,
         [
             "CONFIG_NODEOS_DOES_NOT_EXIST",
-            "CONFIG_E1000",
+            "CONFIG_SND_HDA_INTEL",
             "CONFIG_X86_TSC"
         ],
         "exactly the planted symbols (so every repository symbol stuck):\n{text}"

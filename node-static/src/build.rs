@@ -47,11 +47,11 @@ fn python() -> PathBuf {
 pub fn build(
     ctx: &mut StepCtx,
     arch: Arch,
+    recipe: &Recipe,
     node: &Resolved,
     tc: &Toolchain,
     libs: &BTreeMap<String, packages::Built>,
 ) -> Result<()> {
-    let recipe = Recipe::builtin();
     let variant = recipe.variant(node.variant())?.clone();
     let b = ctx.build_dir().to_path_buf();
     let src = b.join("node");
@@ -96,8 +96,12 @@ pub fn build(
             None => None,
         },
         icu_source: icu,
+        libraries: libs
+            .iter()
+            .map(|(name, b)| (name.clone(), b.dir.clone()))
+            .collect(),
     };
-    let args = recipe::configure_args(&recipe, arch, node.variant(), &paths)?;
+    let args = recipe::configure_args(recipe, arch, node.variant(), &paths)?;
     ctx.step("configure", |ctx| {
         let mut c = cmd(&py.display().to_string(), &src);
         c.arg("configure.py").args(&args);
@@ -161,6 +165,22 @@ pub fn build(
         for (k, v) in &report.lines {
             ctx.log(&format!("check {k} = {v}"));
         }
+        if let Some(parts) = &variant.parts {
+            let want = library_versions(parts)?;
+            let keys: Vec<&str> = want.iter().map(|(k, _)| k.as_str()).collect();
+            let script =
+                format!("for (const k of {keys:?}) console.log(k + '=' + process.versions[k])");
+            let got = Command::new(out.join("node"))
+                .args(["-e", &script])
+                .output()
+                .context("running the built node for process.versions")?;
+            let got = String::from_utf8_lossy(&got.stdout).into_owned();
+            check_library_versions(&want, &got)?;
+            ctx.log(&format!(
+                "process.versions of the linked packages: {}",
+                got.trim().replace('\n', ", ")
+            ));
+        }
         Ok(())
     })
 }
@@ -211,9 +231,194 @@ pub fn prepare_source(
             set_version_header(&src.join(&vh.file), &vh.version)?;
         }
     }
+    if let Some(parts) = &variant.parts {
+        assemble_parts(ctx, node, parts, src)?;
+    }
     let n = tree::apply_series(ctx, src, "node", &node.main.version)?;
     ctx.log(&format!("applied {n} project patch(es) to node"));
+    let variant_dir = crate::variant_patch_dir(node);
+    if ctx.env.patches_dir().join(&variant_dir).is_dir() {
+        let version = variant_dir.trim_start_matches("node-").to_string();
+        let n = tree::apply_series(ctx, src, "node", &version)?;
+        ctx.log(&format!(
+            "applied {n} patch(es) of the {} variant to node",
+            node.variant()
+        ));
+    }
+    if let Some(parts) = &variant.parts {
+        for vh in &parts.version_checks {
+            check_version_header(&src.join(&vh.file), &vh.version)?;
+        }
+    }
     Ok(())
+}
+
+/// Places the parts a repack removed: files and directories of archive
+/// sources (JS builtins, tools/gyp), then the esbuild bundles. Each archive
+/// is unpacked once, beside the tree.
+pub fn assemble_parts(
+    ctx: &mut StepCtx,
+    node: &Resolved,
+    parts: &recipe::Parts,
+    src: &Path,
+) -> Result<()> {
+    let unpacked = src
+        .parent()
+        .expect("the tree is inside the build dir")
+        .join("parts");
+    let mut done: Vec<String> = Vec::new();
+    let mut unpack = |ctx: &mut StepCtx, name: &str| -> Result<PathBuf> {
+        let dir = unpacked.join(name);
+        if !done.iter().any(|d| d == name) {
+            let a = verified(ctx, with_source(node, name)?)?;
+            tree::unpack(ctx, &a, &dir)?;
+            done.push(name.to_string());
+        }
+        Ok(dir)
+    };
+    for p in &parts.place {
+        let from = unpack(ctx, &p.source)?.join(&p.from);
+        let to = src.join(&p.to);
+        if !from.exists() {
+            bail!("part {}: {} is not in its archive", p.source, p.from);
+        }
+        copy_into_tree(&from, &to)
+            .with_context(|| format!("placing {} of {} at {}", p.from, p.source, p.to))?;
+        ctx.log(&format!("part {}: {} -> {}", p.source, p.from, p.to));
+    }
+    if parts.bundles.is_empty() {
+        return Ok(());
+    }
+    let esbuild_src = parts
+        .esbuild
+        .as_deref()
+        .expect("checked by the recipe parser");
+    let esbuild = unpack(ctx, esbuild_src)?.join("package/bin/esbuild");
+    for b in &parts.bundles {
+        let root = unpacked.join(format!("bundle-{}", b.source));
+        let a = verified(ctx, with_source(node, &b.source)?)?;
+        tree::unpack(ctx, &a, &root)?;
+        let pkg = root.join("package");
+        for m in &b.node_modules {
+            let a = verified(ctx, with_source(node, m)?)?;
+            tree::extract(ctx, &a, &pkg.join("node_modules").join(m))?;
+        }
+        let mut c = nodeos_build::util::build_command(&esbuild, &pkg);
+        c.args(&b.esbuild);
+        ctx.run(c)?;
+        let out = pkg.join(&b.output);
+        let mut text = std::fs::read_to_string(&out)
+            .with_context(|| format!("reading esbuild's output {}", out.display()))?;
+        if b.latin1_fold {
+            text = latin1_fold(&text);
+        }
+        let sha = nodeos_build::util::sha256_bytes(text.as_bytes());
+        if sha != b.sha256 {
+            bail!(
+                "the {} bundle is not the pinned one: sha256 {sha}, recipe says {} (esbuild or the npm parts changed)",
+                b.to,
+                b.sha256
+            );
+        }
+        let to = src.join(&b.to);
+        create_dir_all(to.parent().expect("a file in the tree"))?;
+        std::fs::write(&to, text)?;
+        ctx.log(&format!("bundle {} -> {} (sha256 {sha})", b.source, b.to));
+    }
+    Ok(())
+}
+
+/// `(process.versions key, version)` of each library package a parts
+/// variant links: the version of the source entry it is built from.
+pub fn library_versions(parts: &recipe::Parts) -> Result<Vec<(String, String)>> {
+    let reg = packages::Registry::builtin();
+    parts
+        .libraries
+        .iter()
+        .map(|l| {
+            let pkg = reg.get(&l.package)?;
+            let source = l.source.as_deref().unwrap_or(&pkg.spec.source);
+            let v = pkg
+                .manifest
+                .variants(source)
+                .first()
+                .with_context(|| format!("package {} has no source {source}", l.package))?
+                .version
+                .clone();
+            Ok((l.process_versions.clone(), v))
+        })
+        .collect()
+}
+
+/// Compares `key=value` lines of the built node with the packages'
+/// versions; a library linked from elsewhere (a `--shared-*` flag that did
+/// nothing, or a header from another prefix) differs here.
+pub fn check_library_versions(want: &[(String, String)], got: &str) -> Result<()> {
+    let got: BTreeMap<&str, &str> = got.lines().filter_map(|l| l.split_once('=')).collect();
+    let wrong: Vec<String> = want
+        .iter()
+        .filter(|(k, v)| got.get(k.as_str()) != Some(&v.as_str()))
+        .map(|(k, v)| {
+            format!(
+                "{k}: built {} (package {v})",
+                got.get(k.as_str()).unwrap_or(&"nothing")
+            )
+        })
+        .collect();
+    if !wrong.is_empty() {
+        bail!(
+            "the built node does not report its library packages' versions: {}",
+            wrong.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// Every code point above U+00FF becomes `?`: what undici's build does
+/// after esbuild (a Latin-1 round trip with substitution).
+pub fn latin1_fold(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c as u32 {
+            0..=0xff => out.push(c),
+            // One `?` per UTF-16 code unit, as a JS string has them.
+            0x100..=0xffff => out.push('?'),
+            _ => out.push_str("??"),
+        }
+    }
+    out
+}
+
+fn copy_into_tree(from: &Path, to: &Path) -> Result<()> {
+    create_dir_all(to.parent().expect("a path in the tree"))?;
+    if from.is_dir() {
+        nodeos_build::util::remove_path(to)?;
+        let st = Command::new("cp").arg("-R").arg(from).arg(to).status()?;
+        if !st.success() {
+            bail!("cp -R {} {} failed", from.display(), to.display());
+        }
+    } else {
+        std::fs::copy(from, to)?;
+    }
+    Ok(())
+}
+
+/// A header that must already say `version` (`#define …_VERSION "x"`).
+pub fn check_version_header(path: &Path, version: &str) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let says = text
+        .lines()
+        .filter(|l| l.starts_with("#define ") && l.contains("_VERSION \""))
+        .find_map(|l| l.split('"').nth(1));
+    match says {
+        Some(v) if v == version => Ok(()),
+        Some(v) => bail!(
+            "{} says version {v}, but the part placed is {version}",
+            path.display()
+        ),
+        None => bail!("{} has no #define …_VERSION \"…\" line", path.display()),
+    }
 }
 
 /// Rewrites the version string of a `#define X_VERSION "a.b.c"` header, as
@@ -284,6 +489,46 @@ fn count_files(dir: &Path, ext: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn library_versions_are_compared_key_by_key() {
+        let want = vec![
+            ("openssl".to_string(), "3.5.7".to_string()),
+            ("ares".to_string(), "1.34.5".to_string()),
+        ];
+        check_library_versions(&want, "openssl=3.5.7\nares=1.34.5\n").unwrap();
+        let e = check_library_versions(&want, "openssl=3.5.5\nares=1.34.5\n").unwrap_err();
+        assert!(
+            format!("{e:#}").contains("openssl: built 3.5.5 (package 3.5.7)"),
+            "{e:#}"
+        );
+        let e = check_library_versions(&want, "openssl=3.5.7\n").unwrap_err();
+        assert!(format!("{e:#}").contains("ares: built nothing"), "{e:#}");
+        // The real recipe: every library of Node 22's parts variant.
+        let parts = crate::version("22")
+            .unwrap()
+            .recipe
+            .variant("parts")
+            .unwrap()
+            .parts
+            .clone()
+            .unwrap();
+        let v = library_versions(&parts).unwrap();
+        assert!(
+            v.contains(&("brotli".to_string(), "1.1.0".to_string())),
+            "{v:?}"
+        );
+        assert!(
+            v.contains(&("ares".to_string(), "1.34.5".to_string())),
+            "{v:?}"
+        );
+        assert_eq!(v.len(), 11);
+    }
+
+    #[test]
+    fn latin1_fold_counts_utf16_units() {
+        assert_eq!(latin1_fold("a\u{e4}\u{2019}\u{1f600}b"), "a\u{e4}???b");
+    }
 
     #[test]
     fn version_header_rewrite() {

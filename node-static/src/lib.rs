@@ -5,31 +5,152 @@ pub mod build;
 pub mod checks;
 pub mod recipe;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use nodeos_build::driver::{self, Mode, SourceRef};
 use nodeos_build::fetch::Resolved;
 use nodeos_build::host::Need;
 use nodeos_build::publish::Outputs;
 use nodeos_build::{Arch, Env, Key, Manifest, Phase, PhaseDecl, PhaseOutput, Sources, StepCtx};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 pub use recipe::Recipe;
 
+include!(concat!(env!("OUT_DIR"), "/versions.rs"));
+
+/// One Node version NodeOS builds (a row of versions.toml).
+#[derive(Debug, Clone)]
+pub struct NodeVersion {
+    /// What `--node` takes, e.g. `22`.
+    pub major: String,
+    pub manifest: Manifest,
+    pub recipe: Recipe,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionsFile {
+    default: String,
+    version: Vec<VersionRow>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionRow {
+    major: String,
+    sources: String,
+    recipe: String,
+}
+
+struct Versions {
+    default: String,
+    all: Vec<NodeVersion>,
+}
+
+fn parse_versions(text: &str, file: impl Fn(&str) -> Option<&'static str>) -> Result<Versions> {
+    let v: VersionsFile = toml::from_str(text).context("parsing node-static/versions.toml")?;
+    let mut all = Vec::new();
+    for row in v.version {
+        let get = |name: &str| {
+            file(name).with_context(|| {
+                format!("node-static/{name} (named in versions.toml) is not embedded")
+            })
+        };
+        let manifest =
+            Manifest::parse(get(&row.sources)?, &format!("node-static/{}", row.sources))?;
+        let recipe = Recipe::parse(get(&row.recipe)?)
+            .with_context(|| format!("node-static/{}", row.recipe))?;
+        let versions: Vec<&str> = manifest
+            .variants("node")
+            .iter()
+            .map(|s| s.version.as_str())
+            .collect();
+        if versions.is_empty() {
+            bail!("node-static/{} declares no `node` source", row.sources);
+        }
+        if let Some(v) = versions
+            .iter()
+            .find(|v| v.split('.').next() != Some(&row.major))
+        {
+            bail!(
+                "node-static/{}: node {v} is not Node {}",
+                row.sources,
+                row.major
+            );
+        }
+        for s in manifest.variants("node") {
+            recipe
+                .variant(&s.variant)
+                .with_context(|| format!("node-static/{}", row.recipe))?;
+        }
+        all.push(NodeVersion {
+            major: row.major,
+            manifest,
+            recipe,
+        });
+    }
+    if !all.iter().any(|n| n.major == v.default) {
+        bail!(
+            "versions.toml: the default {} is not a declared version",
+            v.default
+        );
+    }
+    Ok(Versions {
+        default: v.default,
+        all,
+    })
+}
+
+fn versions() -> &'static Versions {
+    static V: OnceLock<Versions> = OnceLock::new();
+    V.get_or_init(|| {
+        parse_versions(include_str!("../versions.toml"), |name| {
+            FILES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+        })
+        .expect("node-static/versions.toml and its files are valid (tested)")
+    })
+}
+
+/// Every Node version NodeOS builds.
+pub fn all_versions() -> &'static [NodeVersion] {
+    &versions().all
+}
+
+/// The version `--node` selects when it is not given.
+pub fn default_version() -> &'static NodeVersion {
+    version(&versions().default).expect("checked when parsed")
+}
+
+/// The version `--node <major>` names.
+pub fn version(major: &str) -> Result<&'static NodeVersion> {
+    let all = &versions().all;
+    all.iter().find(|v| v.major == major).with_context(|| {
+        format!(
+            "--node {major}: NodeOS builds Node {} (node-static/versions.toml)",
+            all.iter()
+                .map(|v| v.major.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// Node 18's sources (sources.toml).
 pub fn manifest() -> Manifest {
-    Manifest::parse(include_str!("../sources.toml"), "node-static/sources.toml")
-        .expect("node-static/sources.toml is valid (tested)")
+    version("18").expect("declared").manifest.clone()
 }
 
 /// The phase's name in the cache, logs and timings.
 pub const PHASE: &str = driver::names::NODE;
 
-/// The node phase: its source, the toolchain and the library packages its
-/// recipe's variants link.
-pub fn decl() -> PhaseDecl {
-    let recipe = Recipe::builtin();
+/// The node phase of Node `nv`: its source, the toolchain and the library
+/// packages its recipe's variants link; a version with a parts variant
+/// needs that variant's host tools too (fetching may settle on it).
+pub fn decl(nv: &NodeVersion) -> PhaseDecl {
     let mut depends = vec![toolchain::PHASE.to_string()];
-    for v in recipe.variants.values() {
+    for v in nv.recipe.variants.values() {
         for p in v.packages() {
             let name = driver::names::package(p);
             if !depends.contains(&name) {
@@ -37,11 +158,15 @@ pub fn decl() -> PhaseDecl {
             }
         }
     }
+    let mut host_tools = vec![Need::Node];
+    if nv.recipe.variants.values().any(|v| v.parts.is_some()) {
+        host_tools.push(Need::Parts);
+    }
     PhaseDecl {
         name: PHASE.into(),
-        sources: vec![SourceRef::new(&manifest(), "node")],
+        sources: vec![SourceRef::new(&nv.manifest, "node")],
         depends,
-        host_tools: vec![Need::Node],
+        host_tools,
     }
 }
 
@@ -65,11 +190,12 @@ pub struct NodeBinary {
 pub fn key(
     env: &Env,
     arch: Arch,
+    nv: &NodeVersion,
     node: &Resolved,
     toolchain_key: &str,
     package_keys: &BTreeMap<String, String>,
 ) -> Result<Key> {
-    let recipe = Recipe::builtin();
+    let recipe = &nv.recipe;
     let mut k = Key::new(PHASE, recipe.recipe_version);
     k.str("arch", arch.name())
         .str("variant", node.variant())
@@ -83,16 +209,16 @@ pub fn key(
     }
     // Paths are placeholders: the key must not depend on where things are.
     let paths = recipe::ConfigurePaths {
-        brotli: Some("<brotli>".into()),
-        icu_source: Some("<icu>".into()),
-    };
-    let paths = recipe::ConfigurePaths {
-        brotli: v.brotli.as_ref().and(paths.brotli),
-        icu_source: v.icu.as_ref().and(paths.icu_source),
+        brotli: v.brotli.as_ref().map(|_| "<brotli>".into()),
+        icu_source: v.icu.as_ref().map(|_| "<icu>".into()),
+        libraries: v
+            .packages()
+            .map(|p| (p.to_string(), format!("<{p}>").into()))
+            .collect(),
     };
     k.list(
         "configure",
-        &recipe::configure_args(&recipe, arch, node.variant(), &paths)?,
+        &recipe::configure_args(recipe, arch, node.variant(), &paths)?,
     );
     k.str("make_target", &recipe.make_target);
     k.list("cflags", &recipe.arch_flags(arch)?.cflags);
@@ -105,6 +231,12 @@ pub fn key(
         &env.patches_dir()
             .join(format!("node-{}", node.main.version)),
     )?;
+    // A variant's own patches, when it has any (added after the
+    // version's, so variants without such a dir keep their keys).
+    let variant_patches = env.patches_dir().join(variant_patch_dir(node));
+    if variant_patches.is_dir() {
+        k.dir("patches/node-variant", &variant_patches)?;
+    }
     Ok(k)
 }
 
@@ -112,6 +244,7 @@ pub fn key(
 /// the chosen source variant links.
 struct NodePhase<'a> {
     arch: Arch,
+    nv: &'a NodeVersion,
     tc: &'a toolchain::Toolchain,
     /// The packages the variant links, built (empty for a look-up).
     libs: BTreeMap<String, packages::Built>,
@@ -120,9 +253,10 @@ struct NodePhase<'a> {
 }
 
 impl<'a> NodePhase<'a> {
-    fn new(arch: Arch, tc: &'a toolchain::Toolchain) -> NodePhase<'a> {
+    fn new(arch: Arch, nv: &'a NodeVersion, tc: &'a toolchain::Toolchain) -> NodePhase<'a> {
         NodePhase {
             arch,
+            nv,
             tc,
             libs: BTreeMap::new(),
             package_keys: BTreeMap::new(),
@@ -134,7 +268,7 @@ impl Phase for NodePhase<'_> {
     type Output = NodeBinary;
 
     fn decl(&self) -> PhaseDecl {
-        decl()
+        decl(self.nv)
     }
 
     fn arch(&self) -> Option<Arch> {
@@ -146,19 +280,26 @@ impl Phase for NodePhase<'_> {
     fn prepare(&mut self, env: &Env, sources: &Sources, mode: Mode) -> Result<()> {
         let registry = packages::Registry::builtin();
         let tc_key = &self.tc.output.key;
-        let recipe = Recipe::builtin();
-        let variant = recipe.variant(sources.get("node").variant())?;
+        let variant = self.nv.recipe.variant(sources.get("node").variant())?;
         self.libs.clear();
         self.package_keys.clear();
-        for name in variant.packages() {
+        // Each package from the source entry the recipe pins (its own
+        // default entry when it pins none).
+        for (name, source) in variant.package_sources() {
             let key = match mode {
                 Mode::Build => {
-                    let b = packages::build_with(env, registry, self.arch, name, self.tc)?;
+                    let b = match source {
+                        Some(s) => packages::build_of(env, registry, self.arch, name, s, self.tc)?,
+                        None => packages::build_with(env, registry, self.arch, name, self.tc)?,
+                    };
                     let key = b.output.key.clone();
                     self.libs.insert(name.to_string(), b);
                     key
                 }
-                Mode::Published => packages::chosen_key(env, registry, self.arch, name, tc_key)?,
+                Mode::Published => match source {
+                    Some(s) => packages::chosen_key_of(env, registry, self.arch, name, s, tc_key)?,
+                    None => packages::chosen_key(env, registry, self.arch, name, tc_key)?,
+                },
             };
             self.package_keys.insert(name.to_string(), key);
         }
@@ -169,6 +310,7 @@ impl Phase for NodePhase<'_> {
         key(
             env,
             self.arch,
+            self.nv,
             sources.get("node"),
             &self.tc.output.key,
             &self.package_keys,
@@ -180,7 +322,14 @@ impl Phase for NodePhase<'_> {
     }
 
     fn steps(&self, ctx: &mut StepCtx, sources: &Sources) -> Result<()> {
-        build::build(ctx, self.arch, sources.get("node"), self.tc, &self.libs)
+        build::build(
+            ctx,
+            self.arch,
+            &self.nv.recipe,
+            sources.get("node"),
+            self.tc,
+            &self.libs,
+        )
     }
 
     fn output(&self, output: PhaseOutput, sources: &Sources) -> Result<NodeBinary> {
@@ -199,18 +348,24 @@ impl Phase for NodePhase<'_> {
     }
 }
 
+/// `node-<version>-<variant>`: patches only that variant needs, applied
+/// after `node-<version>`'s.
+pub fn variant_patch_dir(node: &Resolved) -> String {
+    format!("node-{}-{}", node.main.version, node.variant())
+}
+
 /// The static node for `arch` when it is already built; never builds or
 /// fetches anything (nor the toolchain its key depends on).
-pub fn published(env: &Env, arch: Arch) -> Result<Option<NodeBinary>> {
+pub fn published(env: &Env, arch: Arch, nv: &NodeVersion) -> Result<Option<NodeBinary>> {
     let Some(tc) = toolchain::published(env, arch)? else {
         return Ok(None);
     };
-    driver::published(env, NodePhase::new(arch, &tc))
+    driver::published(env, NodePhase::new(arch, nv, &tc))
 }
 
 /// Returns the static node for `arch`, building the toolchain, the
 /// library packages its variant links and node if they are not cached.
-pub fn build(env: &Env, arch: Arch) -> Result<NodeBinary> {
+pub fn build(env: &Env, arch: Arch, nv: &NodeVersion) -> Result<NodeBinary> {
     let tc = toolchain::build(env, arch)?;
-    driver::build(env, NodePhase::new(arch, &tc))
+    driver::build(env, NodePhase::new(arch, nv, &tc))
 }

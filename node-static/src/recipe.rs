@@ -25,7 +25,7 @@ pub struct ArchFlags {
     pub cflags: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Variant {
     #[serde(default)]
@@ -38,12 +38,115 @@ pub struct Variant {
     pub icu: Option<String>,
     #[serde(default)]
     pub builtins: Vec<Builtin>,
+    /// A tree assembled from pinned parts (library packages, files of npm
+    /// and PyPI archives, bundles).
+    pub parts: Option<Parts>,
+}
+
+/// The Debug form is a key input (node's `variant-recipe`): fields added
+/// later appear only when set, so variants without them keep their keys.
+impl std::fmt::Debug for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Variant");
+        d.field("configure", &self.configure)
+            .field("components", &self.components)
+            .field("patch_series", &self.patch_series)
+            .field("brotli", &self.brotli)
+            .field("icu", &self.icu)
+            .field("builtins", &self.builtins);
+        if let Some(p) = &self.parts {
+            d.field("parts", p);
+        }
+        d.finish()
+    }
+}
+
+/// What a parts variant restores into the repacked tree.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parts {
+    /// Library packages handed to configure as `--shared-<flag>`.
+    #[serde(default)]
+    pub libraries: Vec<Library>,
+    /// Files and directories of archive sources copied into the tree.
+    #[serde(default)]
+    pub place: Vec<Place>,
+    /// JS bundles made with esbuild from npm packages.
+    #[serde(default)]
+    pub bundles: Vec<Bundle>,
+    /// The source whose `package/bin/esbuild` makes the bundles.
+    pub esbuild: Option<String>,
+    /// Headers that must already carry a part's version (process.versions
+    /// reads them), checked after assembly.
+    #[serde(default)]
+    pub version_checks: Vec<VersionHeader>,
+}
+
+/// One `--shared-<flag>` library.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Library {
+    /// The package (packages/<name>).
+    pub package: String,
+    /// The entry of the package's sources.toml (default: the package's).
+    pub source: Option<String>,
+    /// configure's name for it: `--shared-<flag>`.
+    pub flag: String,
+    /// `--shared-<flag>-libname`, in static link order.
+    pub libname: String,
+    /// The key of `process.versions` that reports this library's version:
+    /// the built node must report the package's (a `--shared-*` flag
+    /// that linked something else shows here).
+    pub process_versions: String,
+}
+
+/// `from` (a file or directory inside `source`'s archive, top directory
+/// included) copied to `to` in the tree.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Place {
+    pub source: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// An npm package bundled into one file, as Node's own dep updaters do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    /// The npm tarball whose `package/` is the working directory.
+    pub source: String,
+    /// npm tarballs unpacked as `package/node_modules/<source>`.
+    #[serde(default)]
+    pub node_modules: Vec<String>,
+    /// esbuild's arguments, run in `package/`.
+    pub esbuild: Vec<String>,
+    /// The file esbuild writes (relative to `package/`).
+    pub output: String,
+    /// Every code point above U+00FF becomes `?` (undici's own
+    /// strip-comments step after its build).
+    #[serde(default)]
+    pub latin1_fold: bool,
+    pub to: String,
+    /// The bundle's bytes are known: a different esbuild output is refused.
+    pub sha256: String,
 }
 
 impl Variant {
     /// The library packages (packages/<name>) this variant links.
     pub fn packages(&self) -> impl Iterator<Item = &str> {
-        self.brotli.iter().map(String::as_str)
+        self.package_sources().map(|(p, _)| p)
+    }
+
+    /// Each linked package with the entry of its sources.toml the variant
+    /// pins (None: the package's own).
+    pub fn package_sources(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.brotli.iter().map(|b| (b.as_str(), None)).chain(
+            self.parts
+                .iter()
+                .flat_map(|p| p.libraries.iter())
+                .map(|l| (l.package.as_str(), l.source.as_deref())),
+        )
     }
 }
 
@@ -74,9 +177,12 @@ pub struct VersionHeader {
 }
 
 impl Recipe {
+    /// Node 18's recipe (recipe.toml).
     pub fn builtin() -> Recipe {
-        Self::parse(include_str!("../recipe.toml"))
-            .expect("node-static/recipe.toml is valid (tested)")
+        crate::version("18")
+            .expect("Node 18 is declared in versions.toml")
+            .recipe
+            .clone()
     }
 
     pub fn parse(text: &str) -> Result<Recipe> {
@@ -93,6 +199,35 @@ impl Recipe {
                 packages::Registry::builtin()
                     .get(p)
                     .with_context(|| format!("node recipe variant {vname}"))?;
+            }
+            if let Some(parts) = &v.parts {
+                let reg = packages::Registry::builtin();
+                for l in &parts.libraries {
+                    let pkg = reg
+                        .get(&l.package)
+                        .with_context(|| format!("node recipe variant {vname}"))?;
+                    if let Some(src) = &l.source {
+                        if pkg.manifest.variants(src).is_empty() {
+                            bail!(
+                                "node recipe variant {vname}: package {} has no source '{src}'",
+                                l.package
+                            );
+                        }
+                    }
+                }
+                let to_paths = parts
+                    .place
+                    .iter()
+                    .map(|p| &p.to)
+                    .chain(parts.bundles.iter().map(|b| &b.to));
+                for to in to_paths {
+                    if to.starts_with('/') || to.split('/').any(|c| c == "..") {
+                        bail!("node recipe variant {vname}: {to} must be a path inside the tree");
+                    }
+                }
+                if !parts.bundles.is_empty() && parts.esbuild.is_none() {
+                    bail!("node recipe variant {vname}: bundles need an esbuild source");
+                }
             }
             for b in &v.builtins {
                 if !b.to.starts_with("deps/") || b.to.contains("..") {
@@ -126,6 +261,8 @@ pub struct ConfigurePaths {
     pub brotli: Option<PathBuf>,
     /// The ICU source tarball.
     pub icu_source: Option<PathBuf>,
+    /// Each parts library's prefix, by package name.
+    pub libraries: BTreeMap<String, PathBuf>,
 }
 
 /// `./configure` arguments for one arch and variant.
@@ -155,6 +292,25 @@ pub fn configure_args(
             b.join("lib").display()
         ));
         args.push("--shared-brotli-libname=brotlidec,brotlienc,brotlicommon".into());
+    }
+    for l in v.parts.iter().flat_map(|p| p.libraries.iter()) {
+        let dir = paths.libraries.get(&l.package).with_context(|| {
+            format!(
+                "the variant links package {}, but no prefix was given",
+                l.package
+            )
+        })?;
+        let f = &l.flag;
+        args.push(format!("--shared-{f}"));
+        args.push(format!(
+            "--shared-{f}-includes={}",
+            dir.join("include").display()
+        ));
+        args.push(format!(
+            "--shared-{f}-libpath={}",
+            dir.join("lib").display()
+        ));
+        args.push(format!("--shared-{f}-libname={}", l.libname));
     }
     if v.icu.is_some() {
         let icu = paths
@@ -228,6 +384,7 @@ mod tests {
         ConfigurePaths {
             brotli: Some("/b/brotli".into()),
             icu_source: Some("/dl/icu.tgz".into()),
+            libraries: BTreeMap::new(),
         }
     }
 

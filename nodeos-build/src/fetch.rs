@@ -253,6 +253,32 @@ impl Fetcher {
                 Err(e) => errors.push(format!("debian archive: {e:#}")),
             }
         }
+        if let Some(path) = &s.debian_pool {
+            let url = match host_debian_mirror() {
+                Ok(m) => Some(format!("{}/pool/{path}", m.uri.trim_end_matches('/'))),
+                Err(e) => {
+                    errors.push(format!("debian pool: {e:#}"));
+                    None
+                }
+            };
+            if let Some(url) = url {
+                let dest = self.env.dl_dir.join(&s.file);
+                match http_download(&url, &dest, &s.sha256, &self.scratch.dir) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if is_checksum_mismatch(&e) => return Err(e),
+                    Err(e) => errors.push(format!("{url}: {e:#}")),
+                }
+            }
+        }
+        for (registry, origin) in [(Registry::Npm, &s.npm), (Registry::Pypi, &s.pypi)] {
+            if let Some(o) = origin {
+                match self.fetch_from_registry(s, registry, o) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if is_checksum_mismatch(&e) => return Err(e),
+                    Err(e) => errors.push(format!("{}: {e:#}", registry.name())),
+                }
+            }
+        }
         for url in &s.urls {
             let dest = self.env.dl_dir.join(&s.file);
             match http_download(url, &dest, &s.sha256, &self.scratch.dir) {
@@ -263,7 +289,7 @@ impl Fetcher {
         }
         if errors.is_empty() {
             bail!(
-                "{} has no way to be fetched (no debian origin, no URL)",
+                "{} has no way to be fetched (no debian, npm or pypi origin, no URL)",
                 s.file
             );
         }
@@ -286,7 +312,8 @@ impl Fetcher {
                 self.apt = Some(PrivateApt::new(&self.env)?);
             }
             let apt = self.apt.as_mut().expect("set above");
-            apt.download(d, &tmp)?;
+            let downloaded = apt.download(d, &tmp);
+            accept_apt_result(downloaded, d, &tmp)?;
             fs::rename(&tmp, &pkg_dir)?;
         }
         let dest = self.env.dl_dir.join(&s.file);
@@ -319,6 +346,139 @@ impl Fetcher {
         }
         verify(&part, &s.sha256)?;
         fs::rename(&part, &dest)?;
+        Ok(())
+    }
+}
+
+/// What `apt-get` left behind decides, not its exit status: `apt-get
+/// source` exits non-zero when any file of the source package is missing
+/// from the archive (often the `.dsc` or the Debian tarball of a version
+/// the mirror only half keeps), even when the one file a source needs
+/// arrived. That file is then taken, and its sha256 (checked next) says
+/// whether it is the pinned one.
+pub fn accept_apt_result(result: Result<()>, d: &DebianOrigin, dir: &Path) -> Result<()> {
+    match (result, d.kind, &d.member) {
+        (Ok(()), _, _) => Ok(()),
+        (Err(e), DebianKind::Source, Some(m)) if dir.join(m).is_file() => {
+            eprintln!(
+                "note: apt-get source {}={} did not get every file of the source package ({e:#}); {m} arrived and is checked against its pin",
+                d.package, d.version
+            );
+            Ok(())
+        }
+        (Err(e), _, _) => Err(e),
+    }
+}
+
+/// A language registry whose own client fetches a pinned package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registry {
+    Npm,
+    Pypi,
+}
+
+impl Registry {
+    pub fn name(self) -> &'static str {
+        match self {
+            Registry::Npm => "npm",
+            Registry::Pypi => "pypi",
+        }
+    }
+
+    /// The client program (looked up on PATH).
+    pub fn client(self) -> &'static str {
+        match self {
+            Registry::Npm => "npm",
+            Registry::Pypi => "python3",
+        }
+    }
+
+    /// The client's command line that writes the package's file into
+    /// `into`. The registry, proxy and certificates are the client's own
+    /// configuration (`npm config`, `pip config`, their environment
+    /// variables).
+    pub fn command(self, o: &crate::source::RegistryOrigin, into: &Path) -> Command {
+        let mut c = Command::new(self.client());
+        match self {
+            Registry::Npm => {
+                c.arg("pack")
+                    .arg(format!("{}@{}", o.package, o.version))
+                    .arg("--pack-destination")
+                    .arg(into)
+                    .args(["--json", "--ignore-scripts", "--no-fund", "--no-audit"])
+                    .current_dir(into);
+            }
+            Registry::Pypi => {
+                // The sdist only: a wheel is not a source.
+                c.args(["-m", "pip", "download", "--no-deps", "--no-binary"])
+                    .arg(&o.package)
+                    .arg("--dest")
+                    .arg(into)
+                    .arg(format!("{}=={}", o.package, o.version))
+                    .current_dir(into);
+            }
+        }
+        c
+    }
+}
+
+impl Fetcher {
+    fn fetch_from_registry(
+        &mut self,
+        s: &Source,
+        registry: Registry,
+        o: &crate::source::RegistryOrigin,
+    ) -> Result<()> {
+        if crate::host::which(registry.client()).is_none() {
+            bail!(
+                "{} is not installed: it fetches {} {}",
+                registry.client(),
+                o.package,
+                o.version
+            );
+        }
+        let dir = self.scratch.dir.join(format!(
+            "{}-{}-{}",
+            registry.name(),
+            o.package.replace('/', "_"),
+            o.version
+        ));
+        remove_path(&dir)?;
+        create_dir_all(&dir)?;
+        let out = registry
+            .command(o, &dir)
+            .output()
+            .with_context(|| format!("running {}", registry.client()))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+            bail!(
+                "{} could not fetch {} {}: {}",
+                registry.client(),
+                o.package,
+                o.version,
+                last[last.len().saturating_sub(3)..].join(" / ")
+            );
+        }
+        // The client names the file itself (npm drops a scope's `@`, pip
+        // keeps the index's name): the one file it wrote is the package.
+        let files: Vec<PathBuf> = fs::read_dir(&dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        let [got] = files.as_slice() else {
+            bail!(
+                "{} left {} files in {} for {} {}, expected one",
+                registry.client(),
+                files.len(),
+                dir.display(),
+                o.package,
+                o.version
+            );
+        };
+        verify(got, &s.sha256)?;
+        fs::rename(got, self.env.dl_dir.join(&s.file))?;
         Ok(())
     }
 }
@@ -569,6 +729,11 @@ impl PrivateApt {
     /// The configuration apt reads through `APT_CONFIG`: it is read before
     /// the parts dir and the main file, so it can point both away from
     /// /etc (an `-o` option on the command line comes too late for that).
+    ///
+    /// Release files past their Valid-Until date are accepted: a frozen
+    /// mirror (an archive snapshot) serves sid's and the security suites'
+    /// indexes long after that date, and no index decides what is used:
+    /// every file is checked against the sha256 pinned in a sources file.
     fn write_config(&self) -> Result<()> {
         let d = self.dir.display();
         let mut text = format!(
@@ -581,7 +746,8 @@ impl PrivateApt {
              Dir::Etc::sourceparts \"{d}/sources.list.d\";\n\
              Dir::State::lists \"{d}/lists\";\n\
              Dir::Cache \"{d}/cache\";\n\
-             Acquire::Languages \"none\";\n"
+             Acquire::Languages \"none\";\n\
+             Acquire::Check-Valid-Until \"false\";\n"
         );
         text.push_str(&host_proxy_settings());
         let path = self.config_path();
@@ -625,7 +791,6 @@ impl PrivateApt {
     }
 
     fn write_sources(&self, suite: &str) -> Result<bool> {
-        let mirror = host_debian_mirror()?;
         let mut suites: Vec<String> = self
             .current_suites()
             .into_iter()
@@ -633,14 +798,7 @@ impl PrivateApt {
             .collect();
         suites.sort();
         suites.dedup();
-        let mut text = format!(
-            "# Written by NodeOS's build (cargo xtask); private to its cache.\nTypes: deb deb-src\nURIs: {}\nSuites: {}\nComponents: main\n",
-            mirror.uri,
-            suites.join(" ")
-        );
-        if let Some(k) = &mirror.signed_by {
-            text.push_str(&format!("Signed-By: {k}\n"));
-        }
+        let text = sources_text(&suites, host_debian_mirror, host_security_mirror)?;
         let path = self.dir.join("sources.list.d/nodeos.sources");
         let changed = fs::read_to_string(&path).ok().as_deref() != Some(text.as_str());
         if changed {
@@ -653,9 +811,9 @@ impl PrivateApt {
         let text =
             fs::read_to_string(self.dir.join("sources.list.d/nodeos.sources")).unwrap_or_default();
         text.lines()
-            .find_map(|l| l.strip_prefix("Suites:"))
-            .map(|s| s.split_whitespace().map(String::from).collect())
-            .unwrap_or_default()
+            .filter_map(|l| l.strip_prefix("Suites:"))
+            .flat_map(|s| s.split_whitespace().map(String::from))
+            .collect()
     }
 
     fn run(&self, args: &[&str], cwd: &Path, foreign: &[String]) -> Result<()> {
@@ -768,10 +926,59 @@ struct Mirror {
     signed_by: Option<String>,
 }
 
+/// The private apt's deb822 sources: the suites of the main archive in one
+/// stanza, security suites (an archive of their own) in another.
+fn sources_text(
+    suites: &[String],
+    main: impl Fn() -> Result<Mirror>,
+    security: impl Fn() -> Result<Mirror>,
+) -> Result<String> {
+    let (sec, rest): (Vec<&String>, Vec<&String>) =
+        suites.iter().partition(|s| is_security_suite(s));
+    let stanza = |m: &Mirror, suites: &[&String]| {
+        let names: Vec<&str> = suites.iter().map(|s| s.as_str()).collect();
+        let mut t = format!(
+            "Types: deb deb-src\nURIs: {}\nSuites: {}\nComponents: main\n",
+            m.uri,
+            names.join(" ")
+        );
+        if let Some(k) = &m.signed_by {
+            t.push_str(&format!("Signed-By: {k}\n"));
+        }
+        t
+    };
+    let mut text =
+        String::from("# Written by NodeOS's build (cargo xtask); private to its cache.\n");
+    if !rest.is_empty() {
+        text.push_str(&stanza(&main()?, &rest));
+    }
+    if !sec.is_empty() {
+        if !rest.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&stanza(&security()?, &sec));
+    }
+    Ok(text)
+}
+
+fn is_security_suite(suite: &str) -> bool {
+    suite.ends_with("-security")
+}
+
 /// The host's Debian mirror (`$NODEOS_DEBIAN_MIRROR` overrides), read from
 /// /etc/apt/sources.list.d/*.sources (deb822) or /etc/apt/sources.list.
 fn host_debian_mirror() -> Result<Mirror> {
-    if let Ok(uri) = std::env::var("NODEOS_DEBIAN_MIRROR") {
+    host_mirror("NODEOS_DEBIAN_MIRROR", false)
+}
+
+/// The host's Debian security archive (`$NODEOS_DEBIAN_SECURITY_MIRROR`
+/// overrides), for suites such as `trixie-security`.
+fn host_security_mirror() -> Result<Mirror> {
+    host_mirror("NODEOS_DEBIAN_SECURITY_MIRROR", true)
+}
+
+fn host_mirror(override_var: &str, security: bool) -> Result<Mirror> {
+    if let Ok(uri) = std::env::var(override_var) {
         if !uri.trim().is_empty() {
             return Ok(Mirror {
                 uri: uri.trim().to_string(),
@@ -815,10 +1022,14 @@ fn host_debian_mirror() -> Result<Mirror> {
     }
     stanzas
         .into_iter()
-        .find(|(uri, suites, _)| !uri.contains("security") && !suites.contains("-security"))
+        .find(|(_, suites, _)| suites.split_whitespace().any(is_security_suite) == security)
         .map(|(uri, _, signed_by)| Mirror { uri, signed_by })
         .ok_or_else(|| {
-            anyhow!("no Debian mirror found in /etc/apt/sources.list(.d); set NODEOS_DEBIAN_MIRROR to a Debian archive URL")
+            anyhow!(
+                "no Debian {}mirror found in /etc/apt/sources.list(.d); set {override_var} to a Debian {}archive URL",
+                if security { "security " } else { "" },
+                if security { "security " } else { "" }
+            )
         })
 }
 
@@ -883,6 +1094,92 @@ mod tests {
         let sweep = remove_stale_scratch(&root);
         assert_eq!(sweep.removed, std::slice::from_ref(&live), "{sweep:?}");
         assert_eq!(sweep.live, std::slice::from_ref(&g.scratch.dir));
+    }
+
+    fn origin(kind: DebianKind, member: Option<&str>) -> DebianOrigin {
+        DebianOrigin {
+            package: "brotli".into(),
+            version: "1.1.0-2+deb13u1".into(),
+            suite: "trixie".into(),
+            kind,
+            member: member.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_failed_apt_get_source_is_accepted_only_with_its_member_file() {
+        let d = tempfile::tempdir().unwrap();
+        let member = "brotli_1.1.0.orig.tar.gz";
+        let failed = || {
+            Err(anyhow!(
+                "apt-get source --download-only brotli=1.1.0-2+deb13u1 failed: 404  Not Found"
+            ))
+        };
+        let src = origin(DebianKind::Source, Some(member));
+        // Nothing arrived: the failure stands.
+        let e = accept_apt_result(failed(), &src, d.path()).unwrap_err();
+        assert!(format!("{e:#}").contains("404"), "{e:#}");
+        // The orig arrived (the .dsc did not): taken, for verify to judge.
+        fs::write(d.path().join(member), b"orig bytes").unwrap();
+        accept_apt_result(failed(), &src, d.path()).unwrap();
+        let part = d.path().join(member);
+        let pinned = crate::util::sha256_bytes(b"the pinned orig");
+        let e = verify(&part, &pinned).unwrap_err();
+        assert!(is_checksum_mismatch(&e));
+        assert!(
+            format!("{e:#}").contains(&pinned)
+                && format!("{e:#}").contains(&crate::util::sha256_bytes(b"orig bytes")),
+            "{e:#}"
+        );
+        assert!(!part.exists(), "a mismatching orig is deleted");
+        // A binary package has no partial success.
+        fs::write(d.path().join(member), b"x").unwrap();
+        assert!(accept_apt_result(
+            failed(),
+            &origin(DebianKind::Binary, Some(member)),
+            d.path()
+        )
+        .is_err());
+        accept_apt_result(Ok(()), &src, d.path()).unwrap();
+    }
+
+    #[test]
+    fn security_suites_go_to_the_security_archive() {
+        let main = || {
+            Ok(Mirror {
+                uri: "http://mirror.test/debian".into(),
+                signed_by: Some("/k.gpg".into()),
+            })
+        };
+        let sec = || {
+            Ok(Mirror {
+                uri: "http://mirror.test/debian-security".into(),
+                signed_by: None,
+            })
+        };
+        let none = || -> Result<Mirror> { bail!("no security mirror") };
+        let suites: Vec<String> = ["sid", "trixie", "trixie-security"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let text = sources_text(&suites, main, sec).unwrap();
+        let stanzas: Vec<&str> = text.split("\n\n").collect();
+        assert_eq!(stanzas.len(), 2, "{text}");
+        assert!(
+            stanzas[0].contains("URIs: http://mirror.test/debian\n")
+                && stanzas[0].contains("Suites: sid trixie\n")
+                && stanzas[0].contains("Signed-By: /k.gpg"),
+            "{text}"
+        );
+        assert!(
+            stanzas[1].contains("URIs: http://mirror.test/debian-security\n")
+                && stanzas[1].contains("Suites: trixie-security\n"),
+            "{text}"
+        );
+        // Without a security suite the security mirror is never asked.
+        let text = sources_text(&suites[..2], main, none).unwrap();
+        assert!(!text.contains("security"), "{text}");
+        assert!(sources_text(&suites, main, none).is_err());
     }
 
     #[test]
@@ -987,6 +1284,7 @@ mod tests {
             .filter(|l| !l.starts_with("Dir::Etc::"))
             // Set in the private file on purpose.
             .filter(|l| !l.starts_with("Acquire::Languages"))
+            .filter(|l| !l.starts_with("Acquire::Check-Valid-Until"))
             .filter(|l| !HOST_KEYS_KEPT.iter().any(|k| l.starts_with(k)))
             .cloned()
             .collect();

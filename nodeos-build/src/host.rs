@@ -66,6 +66,9 @@ pub enum Need {
     Qemu,
     /// The tests (`cargo test`): host-compiled tiny inits for both arches.
     Tests,
+    /// A Node built from pinned parts (Node 22's parts variant): npm and
+    /// PyPI parts, SQLite's amalgamation generated on the host.
+    Parts,
 }
 
 use Need::*;
@@ -210,6 +213,24 @@ pub const TOOLS: &[Tool] = &[
         package: "gzip",
         // The kernel build compresses the bzImage with the host's gzip.
         needed_by: &[Initramfs, Tests, Kernel],
+    },
+    Tool {
+        what: "npm (npm parts)",
+        probe: Command("npm"),
+        package: "npm",
+        needed_by: &[Parts],
+    },
+    Tool {
+        what: "pip (PyPI parts)",
+        probe: Command("pip3"),
+        package: "python3-pip",
+        needed_by: &[Parts],
+    },
+    Tool {
+        what: "tclsh (SQLite's amalgamation)",
+        probe: Command("tclsh"),
+        package: "tcl",
+        needed_by: &[Parts],
     },
     Tool {
         what: "apt-get (Debian sources)",

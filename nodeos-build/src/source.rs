@@ -33,6 +33,14 @@ pub struct Source {
     pub urls: Vec<String>,
     /// Where the file is found in Debian's archive.
     pub debian: Option<DebianOrigin>,
+    /// A path under the pool of the host's Debian mirror, for a file whose
+    /// version no suite's index lists any more (fetched by plain URL).
+    pub debian_pool: Option<String>,
+    /// A package tarball of the npm registry, fetched with `npm pack`.
+    pub npm: Option<RegistryOrigin>,
+    /// A source distribution (sdist) of the Python package index, fetched
+    /// with `pip download`.
+    pub pypi: Option<RegistryOrigin>,
     /// Other sources of the same manifest (by name) that this variant needs,
     /// e.g. Debian's GCC needs Debian's GFDL build diff.
     #[serde(default)]
@@ -51,6 +59,16 @@ pub struct DebianOrigin {
     /// or absent to take the `.deb` itself. For `source`: the name of one of
     /// the files `apt-get source` downloads.
     pub member: Option<String>,
+}
+
+/// A package of a language registry (npm, PyPI), fetched with that
+/// registry's own client configured as the user has it (registry URL,
+/// proxy, certificates); the pinned sha256 decides, as for every source.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryOrigin {
+    pub package: String,
+    pub version: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -108,6 +126,31 @@ impl Manifest {
             for u in &s.urls {
                 if !(u.starts_with("https://") || u.starts_with("http://")) {
                     bail!("source {id}: URL '{u}' is not http(s)");
+                }
+            }
+            if let Some(p) = &s.debian_pool {
+                if p.is_empty()
+                    || p.starts_with('/')
+                    || p.split('/').any(|c| c == ".." || c.is_empty())
+                {
+                    bail!("source {id}: debian_pool '{p}' must be a relative path under the mirror's pool/");
+                }
+            }
+            for (kind, o) in [("npm", &s.npm), ("pypi", &s.pypi)] {
+                if let Some(o) = o {
+                    if o.package.is_empty() || o.version.is_empty() {
+                        bail!("source {id}: {kind} origin needs package and version");
+                    }
+                    // Passed to the client as one argument; a space or an
+                    // option-like name would change what it does.
+                    let bad = |t: &str| {
+                        t.starts_with('-')
+                            || t.chars()
+                                .any(|c| c.is_whitespace() || c == '=' || c == '<' || c == '>')
+                    };
+                    if bad(&o.package) || bad(&o.version) {
+                        bail!("source {id}: {kind} origin '{}' '{}' must be a plain name and an exact version", o.package, o.version);
+                    }
                 }
             }
             if let Some(d) = &s.debian {
@@ -223,5 +266,33 @@ sha256 = "29b36f739f29959b580364a7aff45a0f291a6bd7c803af6794b737130acfb751"
         bad(&GOOD.replace("https://musl", "ftp://musl"), "not http");
         bad(&GOOD.replace("kind = \"binary\"", "kind = \"rpm\""), "rpm");
         bad("[[source]]\nname = \"x\"\n", "missing field");
+        let musl = "urls = [\"https://musl.libc.org/releases/musl-1.2.3.tar.gz\"]";
+        Manifest::parse(
+            &GOOD.replace(
+                musl,
+                "npm = { package = \"@esbuild/linux-x64\", version = \"0.19.10\" }",
+            ),
+            "test",
+        )
+        .unwrap();
+        bad(
+            &GOOD.replace(musl, "npm = { package = \"acorn\", version = \">=8\" }"),
+            "exact version",
+        );
+        bad(
+            &GOOD.replace(
+                musl,
+                "pypi = { package = \"--index-url\", version = \"1\" }",
+            ),
+            "plain name",
+        );
+        bad(
+            &GOOD.replace(musl, "pypi = { package = \"llhttp\" }"),
+            "missing field",
+        );
+        bad(
+            &GOOD.replace(musl, "debian_pool = \"main/c/../../etc/passwd\""),
+            "under the mirror's pool",
+        );
     }
 }

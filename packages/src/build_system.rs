@@ -2,7 +2,7 @@
 //! run its build system with the target toolchain, make the pkg-config
 //! file relocatable, check what was installed.
 
-use crate::spec::{Archive, BuildSystem};
+use crate::spec::{Archive, BuildSystem, CompiledLib, Header};
 use crate::{Built, Package};
 use anyhow::{bail, Context, Result};
 use nodeos_build::fetch::{verify, Resolved};
@@ -130,6 +130,100 @@ pub fn build(
                 ctx.run(c)
             })?;
         }
+        BuildSystem::Make {
+            configure,
+            make,
+            install,
+        } => {
+            let subst = |a: &String| {
+                a.replace("{prefix}", &prefix.display().to_string())
+                    .replace("{host}", arch.triple())
+            };
+            if let Some((program, rest)) = configure.split_first() {
+                let mut args: Vec<String> = rest.iter().map(subst).collect();
+                args.extend(spec.args(arch.name()).iter().map(subst));
+                ctx.step("configure", |ctx| {
+                    let mut c = cmd(Path::new(program), &tree_dir);
+                    c.args(&args);
+                    ctx.run(c)
+                })?;
+            }
+            let jobs = ctx.env.jobs;
+            ctx.resumable_step("make", |ctx| {
+                for m in make {
+                    let mut c = cmd(Path::new("make"), &tree_dir);
+                    c.arg(format!("-j{jobs}")).args(m.iter().map(subst));
+                    ctx.run(c)?;
+                }
+                Ok(())
+            })?;
+            ctx.step("install", |ctx| {
+                for m in install {
+                    let mut c = cmd(Path::new("make"), &tree_dir);
+                    c.args(m.iter().map(subst));
+                    ctx.run(c)?;
+                }
+                // libtool's .la files name the build-time prefix and
+                // add nothing to a static link (Debian drops them too).
+                for f in nodeos_build::util::files_sorted(&prefix.join("lib"))? {
+                    if f.extension().is_some_and(|x| x == "la") {
+                        remove_path(&f)?;
+                        ctx.log(&format!("removed libtool archive {}", f.display()));
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        BuildSystem::Compile {
+            host_commands,
+            generate,
+            include_dirs,
+            defines,
+            cxxflags,
+            libs,
+            headers,
+        } => {
+            ctx.step("generate", |ctx| {
+                for line in host_commands {
+                    // The host's own compiler: these make sources, which
+                    // the target compiler then builds.
+                    let mut c = build_command(Path::new("sh"), &tree_dir);
+                    c.env("CC", "gcc").arg("-c").arg(line);
+                    ctx.run(c)?;
+                }
+                for g in generate {
+                    let from = tree_dir.join(&g.from);
+                    let mut text = std::fs::read_to_string(&from)
+                        .with_context(|| format!("reading {}", from.display()))?;
+                    for (word, value) in &g.replace {
+                        let w = format!("@{word}@");
+                        if !text.contains(&w) {
+                            bail!("{} has no {w} to replace", g.from);
+                        }
+                        text = text.replace(&w, value);
+                    }
+                    std::fs::write(tree_dir.join(&g.to), text)?;
+                }
+                Ok(())
+            })?;
+            let mut includes: Vec<PathBuf> =
+                include_dirs.iter().map(|d| tree_dir.join(d)).collect();
+            includes.extend(deps.iter().map(|d| d.include_dir()));
+            let objs = ctx.build_dir().join("obj");
+            let flags = CompileFlags {
+                cflags: spec.cflags(arch.name()),
+                cxxflags: cxxflags.clone(),
+                defines: defines.clone(),
+                includes,
+            };
+            ctx.resumable_step("compile", |ctx| {
+                for l in libs {
+                    compile_lib(ctx, tc, &flags, &tree_dir, l, &objs, &prefix)?;
+                }
+                Ok(())
+            })?;
+            ctx.step("install", |_| install_headers(&tree_dir, headers, &prefix))?;
+        }
     }
 
     ctx.step("pkgconfig", |ctx| {
@@ -215,6 +309,105 @@ fn compile_archive(
     let mut c = build_command(tc.tool("ar"), tree_dir);
     c.arg("rcs").arg(&archive).args(&objects);
     ctx.run(c)
+}
+
+struct CompileFlags {
+    cflags: Vec<String>,
+    cxxflags: Vec<String>,
+    defines: Vec<String>,
+    includes: Vec<PathBuf>,
+}
+
+/// The files a `sources` entry names: itself, or for `dir/*.ext` every
+/// `.ext` file of `dir`, sorted.
+fn expand_sources(tree_dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
+    let Some((dir, ext)) = pattern.rsplit_once("/*.") else {
+        let p = tree_dir.join(pattern);
+        if !p.is_file() {
+            bail!("source {pattern} is not in the tree");
+        }
+        return Ok(vec![p]);
+    };
+    let d = tree_dir.join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&d)
+        .with_context(|| format!("reading {}", d.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    if files.is_empty() {
+        bail!("{pattern} matches no file");
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn compile_lib(
+    ctx: &mut StepCtx,
+    tc: &Toolchain,
+    flags: &CompileFlags,
+    tree_dir: &Path,
+    l: &CompiledLib,
+    objs: &Path,
+    prefix: &Path,
+) -> Result<()> {
+    let dir = objs.join(&l.lib);
+    create_dir_all(&dir)?;
+    let mut sources = Vec::new();
+    for pattern in &l.sources {
+        sources.extend(expand_sources(tree_dir, pattern)?);
+    }
+    let mut objects = Vec::new();
+    for s in &sources {
+        let rel = s.strip_prefix(tree_dir).unwrap_or(s);
+        let o = dir.join(format!("{}.o", rel.to_string_lossy().replace('/', "_")));
+        objects.push(o.clone());
+        // Resumable: an object under its final name is complete (the
+        // compiler writes a temporary name, renamed once it succeeded).
+        if o.is_file() {
+            continue;
+        }
+        let cxx = s.extension().is_none_or(|x| x != "c");
+        let mut c = build_command(tc.tool(if cxx { "g++" } else { "gcc" }), tree_dir);
+        c.args(&flags.cflags);
+        if cxx {
+            c.args(&flags.cxxflags);
+        }
+        c.args(flags.defines.iter().map(|d| format!("-D{d}")));
+        for i in &flags.includes {
+            c.arg("-I").arg(i);
+        }
+        let tmp = o.with_extension("o.tmp");
+        c.arg("-c").arg(s).arg("-o").arg(&tmp);
+        ctx.run(c)?;
+        std::fs::rename(&tmp, &o)?;
+    }
+    let lib = prefix.join("lib");
+    create_dir_all(&lib)?;
+    let archive = lib.join(format!("lib{}.a", l.lib));
+    remove_path(&archive)?;
+    let mut c = build_command(tc.tool("ar"), tree_dir);
+    c.arg("rcs").arg(&archive).args(&objects);
+    ctx.run(c)
+}
+
+fn install_headers(tree_dir: &Path, headers: &[Header], prefix: &Path) -> Result<()> {
+    let include = prefix.join("include");
+    remove_path(&include)?;
+    for h in headers {
+        let from = tree_dir.join(&h.from);
+        let to = include.join(&h.to);
+        create_dir_all(to.parent().expect("under include/"))?;
+        if from.is_dir() {
+            let st = Command::new("cp").arg("-R").arg(&from).arg(&to).status()?;
+            if !st.success() {
+                bail!("copying {} to {}", from.display(), to.display());
+            }
+        } else {
+            std::fs::copy(&from, &to).with_context(|| format!("installing header {}", h.from))?;
+        }
+    }
+    Ok(())
 }
 
 /// Points a `.pc` file's prefix at its own location and refuses any other

@@ -203,9 +203,23 @@ pub fn chosen_key(
     name: &str,
     toolchain_key: &str,
 ) -> Result<String> {
+    let source = registry.get(name)?.spec.source.clone();
+    chosen_key_of(env, registry, arch, name, &source, toolchain_key)
+}
+
+/// [`chosen_key`] of `name` built from another entry (`source`) of its
+/// sources.toml, e.g. a newer release a consumer pins.
+pub fn chosen_key_of(
+    env: &Env,
+    registry: &Registry,
+    arch: Arch,
+    name: &str,
+    source: &str,
+    toolchain_key: &str,
+) -> Result<String> {
     let mut keys: BTreeMap<String, String> = BTreeMap::new();
     for pkg in registry.closure(name)? {
-        let src = fetch::choose(env, &pkg.manifest, &pkg.spec.source)?;
+        let src = fetch::choose(env, &pkg.manifest, source_of(pkg, name, source))?;
         let k = key(env, arch, pkg, &src, toolchain_key, &keys)?;
         keys.insert(pkg.spec.name.clone(), k.hex());
     }
@@ -229,9 +243,26 @@ pub fn build_with(
     name: &str,
     tc: &Toolchain,
 ) -> Result<Built> {
+    let source = registry.get(name)?.spec.source.clone();
+    build_of(env, registry, arch, name, &source, tc)
+}
+
+/// [`build_with`], building `name` from the entry `source` of its
+/// sources.toml (its dependencies from their own `source`).
+pub fn build_of(
+    env: &Env,
+    registry: &Registry,
+    arch: Arch,
+    name: &str,
+    source: &str,
+    tc: &Toolchain,
+) -> Result<Built> {
+    if registry.get(name)?.manifest.variants(source).is_empty() {
+        bail!("package {name} has no source '{source}' in its sources.toml");
+    }
     let mut built: BTreeMap<String, Built> = BTreeMap::new();
     for pkg in registry.closure(name)? {
-        let b = build_one(env, arch, pkg, tc, &built)?;
+        let b = build_one(env, arch, pkg, source_of(pkg, name, source), tc, &built)?;
         built.insert(pkg.spec.name.clone(), b);
     }
     Ok(built
@@ -239,10 +270,21 @@ pub fn build_with(
         .expect("the closure ends with the package"))
 }
 
+/// The source entry `pkg` is built from: `source` for the package asked
+/// for, each dependency's own otherwise.
+fn source_of<'a>(pkg: &'a Package, name: &str, source: &'a str) -> &'a str {
+    if pkg.spec.name == name {
+        source
+    } else {
+        &pkg.spec.source
+    }
+}
+
 fn build_one(
     env: &Env,
     arch: Arch,
     pkg: &Package,
+    source: &str,
     tc: &Toolchain,
     deps: &BTreeMap<String, Built>,
 ) -> Result<Built> {
@@ -251,6 +293,7 @@ fn build_one(
         PackagePhase {
             arch,
             pkg,
+            source,
             tc,
             deps,
         },
@@ -260,9 +303,15 @@ fn build_one(
 impl Package {
     /// Its phase: its source, the toolchain and the packages it depends on.
     pub fn decl(&self) -> PhaseDecl {
+        self.decl_of(&self.spec.source)
+    }
+
+    /// Its phase when built from the entry `source` of its sources.toml
+    /// (what a consumer pins, e.g. Node 22's brotli 1.1.0).
+    pub fn decl_of(&self, source: &str) -> PhaseDecl {
         PhaseDecl {
             name: self.phase.clone(),
-            sources: vec![SourceRef::new(&self.manifest, &self.spec.source)],
+            sources: vec![SourceRef::new(&self.manifest, source)],
             depends: std::iter::once(toolchain::PHASE.to_string())
                 .chain(self.spec.depends.iter().map(|d| driver::names::package(d)))
                 .collect(),
@@ -275,6 +324,8 @@ impl Package {
 struct PackagePhase<'a> {
     arch: Arch,
     pkg: &'a Package,
+    /// The entry of its sources.toml it is built from.
+    source: &'a str,
     tc: &'a Toolchain,
     /// At least the package's dependencies, built.
     deps: &'a BTreeMap<String, Built>,
@@ -284,7 +335,7 @@ impl Phase for PackagePhase<'_> {
     type Output = Built;
 
     fn decl(&self) -> PhaseDecl {
-        self.pkg.decl()
+        self.pkg.decl_of(self.source)
     }
 
     fn arch(&self) -> Option<Arch> {
@@ -301,7 +352,7 @@ impl Phase for PackagePhase<'_> {
             env,
             self.arch,
             self.pkg,
-            sources.get(&self.pkg.spec.source),
+            sources.get(self.source),
             &self.tc.output.key,
             &dep_keys,
         )
@@ -323,7 +374,7 @@ impl Phase for PackagePhase<'_> {
             ctx,
             self.arch,
             self.pkg,
-            sources.get(&self.pkg.spec.source),
+            sources.get(self.source),
             self.tc,
             &dep_dirs,
         )

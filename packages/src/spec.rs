@@ -66,6 +66,65 @@ pub enum BuildSystem {
         headers: String,
         archives: Vec<Archive>,
     },
+    /// A project's own scripts and makefiles, each command given in full:
+    /// `configure` (e.g. `["perl", "./Configure", …]`; empty: none), then
+    /// `make` once per entry of `make`, then once per entry of `install`.
+    /// `{prefix}` in any argument is the package's prefix and `{host}` the
+    /// target's triplet; nothing else is added. The toolchain comes in as
+    /// `CC`, `CXX`, `AR`, `RANLIB` and the flags as `CFLAGS`, `CXXFLAGS`.
+    Make {
+        #[serde(default)]
+        configure: Vec<String>,
+        make: Vec<Vec<String>>,
+        install: Vec<Vec<String>>,
+    },
+    /// Plain compiles, no build system: `host_commands` first (shell
+    /// lines run in the tree with the host's compiler, for sources that
+    /// are generated, such as SQLite's amalgamation), then `generate`
+    /// (template files with `@WORD@` replaced), then every source of each
+    /// library compiled (`.c` as C, `.cc`/`.cpp` as C++ with `cxxflags`)
+    /// and archived as `lib/lib<lib>.a`; `headers` are copied under
+    /// `include/`.
+    Compile {
+        #[serde(default)]
+        host_commands: Vec<String>,
+        #[serde(default)]
+        generate: Vec<Generate>,
+        #[serde(default)]
+        include_dirs: Vec<String>,
+        #[serde(default)]
+        defines: Vec<String>,
+        #[serde(default)]
+        cxxflags: Vec<String>,
+        libs: Vec<CompiledLib>,
+        headers: Vec<Header>,
+    },
+}
+
+/// One static library of the `compile` build system.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompiledLib {
+    pub lib: String,
+    /// Paths in the tree; `dir/*.ext` takes every `.ext` file of `dir`.
+    pub sources: Vec<String>,
+}
+
+/// A file or directory of the tree copied to `include/<to>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub from: String,
+    pub to: String,
+}
+
+/// A template in the tree written out with `@WORD@`s replaced.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generate {
+    pub from: String,
+    pub to: String,
+    pub replace: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,13 +211,74 @@ impl Spec {
                 }
                 if self.target.values().any(|t| !t.args.is_empty()) {
                     bail!(
-                        "target args are for the configure build system; archives take cflags only"
+                        "target args are for the configure and make build systems; archives take cflags only"
                     );
                 }
                 if self.pkgconfig.is_none() {
                     bail!(
                         "the archives build system installs no .pc file: add a [pkgconfig] table"
                     );
+                }
+            }
+            BuildSystem::Make {
+                configure,
+                make,
+                install,
+            } => {
+                if make.is_empty() || install.is_empty() {
+                    bail!("the make build system needs make and install commands");
+                }
+                if !configure.is_empty() && configure.len() < 2 {
+                    bail!(
+                        "configure is an interpreter and a script, e.g. [\"sh\", \"./configure\"]"
+                    );
+                }
+                if configure.is_empty() && self.target.values().any(|t| !t.args.is_empty()) {
+                    bail!(
+                        "target args are appended to configure, which this package does not have"
+                    );
+                }
+            }
+            BuildSystem::Compile {
+                generate,
+                include_dirs,
+                libs,
+                headers,
+                ..
+            } => {
+                for d in include_dirs {
+                    check_relative("include dir", d)?;
+                }
+                for g in generate {
+                    check_relative("generate from", &g.from)?;
+                    check_relative("generate to", &g.to)?;
+                }
+                if libs.is_empty() {
+                    bail!("the compile build system needs at least one lib");
+                }
+                for l in libs {
+                    if l.sources.is_empty() {
+                        bail!("lib{}.a has no sources", l.lib);
+                    }
+                    for f in &l.sources {
+                        check_relative("source", f)?;
+                        if !(f.ends_with(".c") || f.ends_with(".cc") || f.ends_with(".cpp")) {
+                            bail!("source '{f}' is neither C (.c) nor C++ (.cc, .cpp)");
+                        }
+                    }
+                }
+                if headers.is_empty() {
+                    bail!("the compile build system needs headers to install");
+                }
+                if self.target.values().any(|t| !t.args.is_empty()) {
+                    bail!("target args are for the configure and make build systems; compile takes cflags only");
+                }
+                for h in headers {
+                    check_relative("header", &h.from)?;
+                    check_relative("header destination", &h.to)?;
+                }
+                if self.pkgconfig.is_none() {
+                    bail!("the compile build system installs no .pc file: add a [pkgconfig] table");
                 }
             }
         }
@@ -178,7 +298,9 @@ impl Spec {
     pub fn args(&self, target: &str) -> Vec<String> {
         let mut a = match &self.build {
             BuildSystem::Configure { args } => args.clone(),
-            BuildSystem::Archives { .. } => Vec::new(),
+            BuildSystem::Archives { .. }
+            | BuildSystem::Make { .. }
+            | BuildSystem::Compile { .. } => Vec::new(),
         };
         if let Some(t) = self.target.get(target) {
             a.extend(t.args.iter().cloned());

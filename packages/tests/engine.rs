@@ -107,6 +107,50 @@ fn bad_package_files_are_refused() {
         ),
         "no package named 'zz'",
     );
+    // The make and compile build systems.
+    let make_pkg = CONFIGURE_PKG.replace(
+        "system = \"configure\"\nargs = [\"--static\"]",
+        "system = \"make\"\nconfigure = [\"perl\", \"./Configure\", \"--prefix={prefix}\"]\nmake = [[\"build_libs\"]]\ninstall = [[\"install_dev\"]]",
+    );
+    parse_one("a", &make_pkg, &src).unwrap();
+    bad(
+        make_pkg.replace("install = [[\"install_dev\"]]", "install = []"),
+        "make and install commands",
+    );
+    bad(
+        make_pkg.replace(
+            "[\"perl\", \"./Configure\", \"--prefix={prefix}\"]",
+            "[\"./configure\"]",
+        ),
+        "an interpreter and a script",
+    );
+    let compile_pkg = CONFIGURE_PKG
+        .replace(
+            "system = \"configure\"\nargs = [\"--static\"]",
+            "system = \"compile\"\ncxxflags = [\"-std=c++17\"]\nlibs = [{ lib = \"a\", sources = [\"src/*.c\", \"src/x.cpp\"] }]\nheaders = [{ from = \"a.h\", to = \"a.h\" }]",
+        )
+        .replace("[target.i386]", "[pkgconfig]\ndescription = \"a\"\nlibs = [\"-la\"]\n\n[target.i386]");
+    parse_one("a", &compile_pkg, &src).unwrap();
+    bad(compile_pkg.replace("src/x.cpp", "src/x.s"), "neither C");
+    bad(
+        compile_pkg.replace("src/x.cpp", "../x.cpp"),
+        "relative path",
+    );
+    bad(
+        compile_pkg.replace(
+            "headers = [{ from = \"a.h\", to = \"a.h\" }]",
+            "headers = []",
+        ),
+        "headers to install",
+    );
+    bad(
+        compile_pkg.replace("[pkgconfig]\ndescription = \"a\"\nlibs = [\"-la\"]\n", ""),
+        "[pkgconfig]",
+    );
+    bad(
+        compile_pkg.replace("cflags = [\"-m32\"]", "cflags = [\"-m32\"]\nargs = [\"x\"]"),
+        "compile takes cflags only",
+    );
     // Two packages that depend on each other.
     let b_src = src.replace("\"a\"", "\"b\"").replace("a-1.0", "b-1.0");
     let a = CONFIGURE_PKG.replace(

@@ -192,7 +192,10 @@ mod tests {
     #[test]
     fn cmdline_keeps_console_and_panic() {
         let mut cfg = QemuConfig::new(Arch::I386, "k", "i", Path::new("/t"));
-        assert_eq!(cfg.kernel_cmdline(), "console=ttyS0 panic=-1 no_timer_check");
+        assert_eq!(
+            cfg.kernel_cmdline(),
+            "console=ttyS0 panic=-1 no_timer_check"
+        );
         cfg.append_extra = " quiet ".into();
         assert_eq!(
             cfg.kernel_cmdline(),

@@ -8,6 +8,7 @@
 //! NodeOS's static node, which CI cannot build. The tests that need our own
 //! node are at the end, ignored unless asked for, and say so.
 
+#[macro_use]
 mod support;
 
 use std::io::{Read, Write};
@@ -287,17 +288,6 @@ fn exit_code_comes_through(arch: Arch) {
     let end = wait_app_exit(&mut b.guest, APP_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(end.status, AppStatus::Exited(3));
     assert_eq!(end.source, StatusSource::KernelInitExit);
-}
-
-macro_rules! per_arch {
-    ($($case:ident),* $(,)?) => {
-        mod i386 {
-            $(#[test] fn $case() { super::$case(qemu_tests::Arch::I386) })*
-        }
-        mod x86_64 {
-            $(#[test] fn $case() { super::$case(qemu_tests::Arch::X86_64) })*
-        }
-    };
 }
 
 per_arch!(

@@ -11,6 +11,7 @@
 //! Kernels: see `support::kernel` (`NODEOS_TEST_KERNEL_I386`,
 //! `NODEOS_TEST_KERNEL_X86_64`). Without them these tests fail, loudly.
 
+#[macro_use]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -223,17 +224,6 @@ fn panicking_test_leaves_no_qemu(arch: Arch) {
     let pid = rx.recv().unwrap();
     assert!(thread.join().is_err());
     assert!(process_gone(pid), "QEMU {pid} outlived the panicking test");
-}
-
-macro_rules! per_arch {
-    ($($case:ident),* $(,)?) => {
-        mod i386 {
-            $(#[test] fn $case() { super::$case(qemu_tests::Arch::I386) })*
-        }
-        mod x86_64 {
-            $(#[test] fn $case() { super::$case(qemu_tests::Arch::X86_64) })*
-        }
-    };
 }
 
 per_arch!(

@@ -9,6 +9,7 @@
 
 #[path = "support/node_suite_standin.rs"]
 mod standin;
+#[macro_use]
 mod support;
 
 use std::collections::BTreeMap;

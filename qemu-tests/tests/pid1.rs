@@ -140,7 +140,7 @@ fn switches_change_the_start(arch: Arch) {
         ),
     );
     let found = guest
-        .expect(Pattern::regex(r"@@got=([^\r\n]*)").unwrap(), TIMEOUT)
+        .expect(Pattern::regex(r"@@got=([^\r\n]*)\r?\n").unwrap(), TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(found.group(1), Some("box-7,false,true,false"));
     expect_end(&mut guest, 0);

@@ -100,7 +100,7 @@ pub fn run_app_tests(env: &Env, arches: &[Arch], a: &BootArgs, app: &initramfs::
     let mut reports = Vec::new();
     let mut failed = Vec::new();
     for &arch in arches {
-        let img = image::build(env, arch, a.kernel.as_deref(), Some(app))?;
+        let img = image::build(env, arch, a.node.version()?, a.kernel.as_deref(), Some(app))?;
         match check_app(env, arch, &img, a) {
             Ok(r) => {
                 if !r.passed {

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct BenchArgs {
+    #[command(flatten)]
+    node: crate::NodeSel,
     /// Boots per arch for the boot-to-prompt median
     #[arg(long, default_value_t = 5)]
     boots: usize,
@@ -149,11 +151,14 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
     // Cached: a no-op image run for every selected arch.
     let mut images = Vec::new();
     for &arch in &arches {
-        images.push((arch, image::build(&env, arch, None, None)?));
+        images.push((
+            arch,
+            image::build(&env, arch, a.node.version()?, None, None)?,
+        ));
     }
     let started = Instant::now();
     for &arch in &arches {
-        image::build(&env, arch, None, None)?;
+        image::build(&env, arch, a.node.version()?, None, None)?;
     }
     let noop = started.elapsed();
 
@@ -276,7 +281,7 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
             a.boots
         )?;
         for &arch in &arches {
-            let img = image::build(&env, arch, None, Some(app))?;
+            let img = image::build(&env, arch, a.node.version()?, None, Some(app))?;
             let mut runs = Vec::new();
             for i in 0..a.boots {
                 runs.push(

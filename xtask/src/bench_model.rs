@@ -460,9 +460,13 @@ mod tests {
         ];
         let g = graph(&record(jobs, 0.0, 11.0));
         assert!((makespan(&g, 1) - 11.0).abs() < 1e-9);
-        // Two workers: top make (1) then {sub: 1 + 2 + 1 with a, b in
-        // parallel = 4} beside c (4): 5 s.
-        assert!((makespan(&g, 2) - 5.0).abs() < 1e-9, "{}", makespan(&g, 2));
+        // Two workers: top make (1), then c (4) on one worker beside the
+        // sub-make on the other (1 + 2 + 2 + 1: a and b cannot overlap
+        // while c holds the second worker): 7 s, the optimum (running a
+        // and b at once leaves c only the sub-make's 2 s of own time).
+        assert!((makespan(&g, 2) - 7.0).abs() < 1e-9, "{}", makespan(&g, 2));
+        // Three workers: a and b beside c: 1 + 1 + 2 + 1 = 5 s.
+        assert!((makespan(&g, 3) - 5.0).abs() < 1e-9, "{}", makespan(&g, 3));
     }
 
     #[test]

@@ -18,18 +18,32 @@ pub fn run(common: &Common, a: DoctorArgs) -> Result<()> {
         let mark = if t.present() { "ok     " } else { "MISSING" };
         println!("{mark} {:<28} (Debian package {})", t.what, t.package);
     }
-    for p in crate::phases::all() {
-        if p.host_tools.is_empty() {
-            continue;
-        }
-        let missing: Vec<&str> = host::missing(&p.host_tools)
-            .iter()
-            .map(|t| t.what)
-            .collect();
-        if missing.is_empty() {
-            println!("phase {:<20} ready", p.name);
-        } else {
-            println!("phase {:<20} missing {}", p.name, missing.join(", "));
+    // Node's phase needs other tools per version (22's parts variant:
+    // npm, pip, tclsh); the other phases' are the same in every build.
+    let mut shown: Vec<String> = Vec::new();
+    for nv in node_static::all_versions() {
+        for p in crate::phases::of(nv)? {
+            if p.host_tools.is_empty() {
+                continue;
+            }
+            let label = if p.name == node_static::PHASE {
+                format!("{} --node {}", p.name, nv.major)
+            } else {
+                p.name.clone()
+            };
+            if shown.contains(&label) {
+                continue;
+            }
+            let missing: Vec<&str> = host::missing(&p.host_tools)
+                .iter()
+                .map(|t| t.what)
+                .collect();
+            if missing.is_empty() {
+                println!("phase {label:<20} ready");
+            } else {
+                println!("phase {label:<20} missing {}", missing.join(", "));
+            }
+            shown.push(label);
         }
     }
     println!("cache dir:    {}", env.cache_dir.display());

@@ -7,16 +7,23 @@ use nodeos_build::fetch::Fetcher;
 use std::collections::BTreeSet;
 
 #[derive(Args)]
-pub struct FetchArgs {}
+pub struct FetchArgs {
+    #[command(flatten)]
+    node: crate::NodeSel,
+}
 
-pub fn run(common: &Common, _args: FetchArgs) -> Result<()> {
+pub fn run(common: &Common, args: FetchArgs) -> Result<()> {
+    let nv = args.node.version()?;
     let env = common.env()?;
     nodeos_build::host::require("fetch", &[nodeos_build::host::Need::Fetch])?;
     let mut fetcher = Fetcher::new(&env)?;
     // Every phase's sources are the same for both arches today; --arch is
     // accepted so that per-arch sources can join later.
     let _ = common.arches();
-    let sources = crate::phases::sources();
+    // The sources of every phase of a build with the chosen Node version:
+    // the library packages it links (and what they depend on) included,
+    // each from the source entry its recipe pins.
+    let sources = crate::phases::sources(&crate::phases::of(nv)?);
     // Try every package before failing, so that one run lists everything
     // that is missing (an offline user copies all of it at once).
     let mut failures = Vec::new();
@@ -55,7 +62,7 @@ pub struct CleanArgs {
 /// Every file name a source manifest declares, in every variant: what
 /// `clean --downloads` may remove from the download dir.
 fn source_files() -> BTreeSet<String> {
-    crate::phases::sources()
+    crate::phases::sources(&crate::phases::every())
         .into_iter()
         .flat_map(|s| s.manifest.sources.into_iter().map(|s| s.file))
         .collect()
@@ -69,7 +76,7 @@ pub fn clean(common: &Common, a: CleanArgs) -> Result<()> {
     let env = common.env()?;
     // The ccache dir is kept: it is what makes a rebuild after a clean fast.
     let phases: Vec<String> = if a.phases.is_empty() {
-        crate::phases::all().into_iter().map(|p| p.name).collect()
+        crate::phases::names()
     } else {
         a.phases
     };

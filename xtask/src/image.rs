@@ -18,6 +18,8 @@ pub struct ImageArgs {
     pub kernel: Option<PathBuf>,
     #[command(flatten)]
     pub app: crate::app_args::AppArgs,
+    #[command(flatten)]
+    pub node: crate::NodeSel,
 }
 
 /// One arch's finished image.
@@ -49,6 +51,7 @@ pub fn check_user_kernel(user_kernel: Option<&Path>, arches: &[Arch]) -> Result<
 pub fn build(
     env: &Env,
     arch: Arch,
+    nv: &node_static::NodeVersion,
     user_kernel: Option<&Path>,
     app: Option<&initramfs::App>,
 ) -> Result<Image> {
@@ -56,7 +59,7 @@ pub fn build(
     if let Some(p) = user_kernel {
         kernel::check_user_bzimage_for(p, arch)?;
     }
-    let node = node_static::build(env, arch)?;
+    let node = node_static::build(env, arch, nv)?;
     let tc = toolchain::build(env, arch)?; // cached by now: for the manifest
     let mut phases = vec![tc.output.clone()];
     phases.extend(node.packages.iter().cloned());
@@ -98,6 +101,7 @@ pub fn build(
         &bzimage,
         &initramfs,
         &ird.dir,
+        nv,
         &node,
         &node_sha,
         &phases,
@@ -122,6 +126,7 @@ fn write_manifest(
     bzimage: &Path,
     initramfs: &Path,
     initramfs_dir: &Path,
+    nv: &node_static::NodeVersion,
     node: &node_static::NodeBinary,
     node_sha: &str,
     phases: &[PhaseOutput],
@@ -129,9 +134,11 @@ fn write_manifest(
     boot: serde_json::Value,
 ) -> Result<()> {
     let mut inputs = Vec::new();
-    // Every source of every phase this image was built from.
+    // Every source of every phase this image was built from, as the
+    // registry declares it for this Node version.
+    let decls = crate::phases::of(nv)?;
     for p in phases {
-        let Some(decl) = crate::phases::get(&p.name) else {
+        let Some(decl) = decls.iter().find(|d| d.name == p.name) else {
             continue;
         };
         for src in &decl.sources {
@@ -212,7 +219,13 @@ pub fn run(common: &Common, a: ImageArgs) -> Result<()> {
     check_user_kernel(a.kernel.as_deref(), &arches)?;
     let mut rows = Vec::new();
     for arch in arches {
-        let img = build(&env, arch, a.kernel.as_deref(), app.as_ref())?;
+        let img = build(
+            &env,
+            arch,
+            a.node.version()?,
+            a.kernel.as_deref(),
+            app.as_ref(),
+        )?;
         for p in &img.phases {
             let how = p.how();
             rows.push(format!("{:<8} {:<10} {:<12}", arch.name(), p.name, how));

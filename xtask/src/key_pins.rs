@@ -24,6 +24,9 @@ fn source(name: &str, variant: &str, version: &str) -> Source {
         sha256: nodeos_build::util::sha256_bytes(name.as_bytes()),
         urls: Vec::new(),
         debian: None,
+        debian_pool: None,
+        npm: None,
+        pypi: None,
         with: Vec::new(),
     }
 }
@@ -116,9 +119,16 @@ fn keys(dir: &Path) -> Vec<(String, Arch, String)> {
             .unwrap()
             .hex();
         let pkgs = package_keys(&env, arch, &tc);
-        let node = node_static::key(&env, arch, &node_source(), &tc, &pkgs)
-            .unwrap()
-            .hex();
+        let node = node_static::key(
+            &env,
+            arch,
+            node_static::version("18").unwrap(),
+            &node_source(),
+            &tc,
+            &pkgs,
+        )
+        .unwrap()
+        .hex();
         let fragments = kernel::default_fragments(&env, arch);
         let linux = resolved(source("linux", "debian", "6.1.176"), vec![]);
         let kernel = kernel::key(&env, arch, &linux, &fragments, &host())
@@ -327,7 +337,16 @@ fn each_declared_input_moves_its_phase_key() {
     // Node: its sources, patches and the toolchain's key.
     let pkgs = package_keys(&env, arch, &base);
     let node_key = |src: &Resolved, tc: &str, pkgs: &std::collections::BTreeMap<String, String>| {
-        node_static::key(&env, arch, src, tc, pkgs).unwrap().hex()
+        node_static::key(
+            &env,
+            arch,
+            node_static::version("18").unwrap(),
+            src,
+            tc,
+            pkgs,
+        )
+        .unwrap()
+        .hex()
     };
     let nbase = node_key(&node_source(), &base, &pkgs);
     changed.push((

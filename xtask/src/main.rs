@@ -59,6 +59,23 @@ pub struct Common {
     offline: bool,
 }
 
+/// `--node <MAJOR>`: which Node version a command builds or boots.
+#[derive(Args, Clone, Debug, Default)]
+pub struct NodeSel {
+    /// Node version to build: a major of node-static/versions.toml (18, 22) [default: its `default`]
+    #[arg(long = "node", value_name = "MAJOR")]
+    node: Option<String>,
+}
+
+impl NodeSel {
+    pub fn version(&self) -> Result<&'static node_static::NodeVersion> {
+        match &self.node {
+            Some(m) => node_static::version(m.trim_start_matches('v')),
+            None => Ok(node_static::default_version()),
+        }
+    }
+}
+
 fn parse_arch_list(s: &str) -> Result<Vec<Arch>, String> {
     nodeos_build::arch::parse_list(s)
 }

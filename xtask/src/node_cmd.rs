@@ -6,12 +6,16 @@ use clap::Args;
 use nodeos_build::util::fmt_size;
 
 #[derive(Args)]
-pub struct NodeArgs {}
+pub struct NodeArgs {
+    #[command(flatten)]
+    node: crate::NodeSel,
+}
 
-pub fn run(common: &Common, _args: NodeArgs) -> Result<()> {
+pub fn run(common: &Common, args: NodeArgs) -> Result<()> {
     let env = common.env()?;
+    let nv = args.node.version()?;
     for arch in common.arches() {
-        let n = node_static::build(&env, arch)?;
+        let n = node_static::build(&env, arch, nv)?;
         let size = |p: &std::path::Path| {
             std::fs::metadata(p)
                 .map(|m| fmt_size(m.len()))

@@ -239,9 +239,15 @@ fn yes_no(b: bool) -> &'static str {
 /// The node `--node` names, or the one the node phase built. Never builds
 /// a node: without one it says what to do.
 fn node_under_test(env: &Env, node: Option<&str>, arch: Arch) -> Result<NodeUnderTest> {
-    let built_version = fetch::choose(env, &node_static::manifest(), "node")?
-        .main
-        .version;
+    let is_path = |p: &str| Path::new(p).exists() || p.contains('/');
+    let nv = match node {
+        Some(v) if !is_path(v) => {
+            let v = v.trim_start_matches('v');
+            node_static::version(v.split('.').next().unwrap_or(v))?
+        }
+        _ => node_static::default_version(),
+    };
+    let built_version = fetch::choose(env, &nv.manifest, "node")?.main.version;
     match node {
         Some(p) if Path::new(p).exists() || p.contains('/') => {
             let path = Path::new(p)
@@ -259,10 +265,16 @@ fn node_under_test(env: &Env, node: Option<&str>, arch: Arch) -> Result<NodeUnde
                 version,
             })
         }
-        Some(v) if v.trim_start_matches('v') != built_version => bail!(
-            "--node {v}: this tree builds Node {built_version} only; give that version, or the path of a static node binary"
-        ),
-        _ => match node_static::published(env, arch)? {
+        Some(v)
+            if v.trim_start_matches('v') != nv.major
+                && v.trim_start_matches('v') != built_version =>
+        {
+            bail!(
+            "--node {v}: this tree builds Node {built_version} for major {}; give that version, or the path of a static node binary",
+            nv.major
+        )
+        }
+        _ => match node_static::published(env, arch, nv)? {
             Some(n) => Ok(NodeUnderTest {
                 label: "NodeOS static node".into(),
                 key: n.output.key.clone(),
@@ -298,7 +310,8 @@ fn binary_version(path: &Path) -> Result<String> {
 /// `test/` of the source tarball of Node `version` (fetched if needed),
 /// extracted once per tarball under the cache dir.
 fn test_tree(env: &Env, version: &str) -> Result<PathBuf> {
-    let m = node_static::manifest();
+    let major = version.split('.').next().unwrap_or(version);
+    let m = node_static::version(major)?.manifest.clone();
     let chosen = fetch::choose(env, &m, "node")?;
     if chosen.main.version != version {
         bail!(
@@ -331,13 +344,9 @@ pub struct Summary {
     pub node: String,
     pub selection: String,
     pub files: usize,
-    pub passed: usize,
-    pub failed: usize,
-    pub skipped: usize,
-    pub expected_failures: usize,
-    pub unexpected_passes: usize,
-    pub flaky_failures: usize,
-    pub no_result: usize,
+    /// Per verdict; flattened so the file keeps one level of fields.
+    #[serde(flatten)]
+    pub counts: node_suite::report::Counts,
     pub pass_rate: Option<f64>,
     pub wall_secs: f64,
     pub jobs: usize,
@@ -369,13 +378,7 @@ fn write_summary(env: &Env, r: &SuiteReport, a: &NodeTestArgs) -> Result<()> {
         node: r.node_label.clone(),
         selection,
         files: r.files.len(),
-        passed: c.passed,
-        failed: c.failed,
-        skipped: c.skipped,
-        expected_failures: c.expected_failures,
-        unexpected_passes: c.unexpected_passes,
-        flaky_failures: c.flaky_failures,
-        no_result: c.no_result,
+        counts: c,
         pass_rate: c.pass_rate(),
         wall_secs: r.wall.as_secs_f64(),
         jobs: r.facts.as_ref().map(|f| f.jobs).unwrap_or(0),
@@ -400,10 +403,10 @@ pub fn bench_section(env: &Env, arches: &[Arch]) -> String {
                 s.selection,
                 if s.completed { "" } else { ", INCOMPLETE" },
                 s.files,
-                s.passed,
-                s.failed + s.no_result,
-                s.expected_failures + s.unexpected_passes,
-                s.skipped,
+                s.counts.passed,
+                s.counts.failed + s.counts.no_result,
+                s.counts.expected_failures + s.counts.unexpected_passes,
+                s.counts.skipped,
                 s.pass_rate
                     .map(|r| format!("{r:.1}%"))
                     .unwrap_or("-".into()),

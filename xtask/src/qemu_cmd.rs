@@ -22,6 +22,8 @@ pub struct BootArgs {
     pub app: crate::app_args::AppArgs,
     #[command(flatten)]
     pub net: crate::app_args::NetArgs,
+    #[command(flatten)]
+    pub node: crate::NodeSel,
 }
 
 /// QEMU settings for one image; the console log goes beside the phase logs.
@@ -87,7 +89,7 @@ pub fn run_tests(common: &Common, a: BootArgs) -> Result<()> {
     let mut failed = Vec::new();
     let mut reports = Vec::new();
     for arch in arches {
-        let img = image::build(&env, arch, a.kernel.as_deref(), None)?;
+        let img = image::build(&env, arch, a.node.version()?, a.kernel.as_deref(), None)?;
         match boot_and_check(&env, arch, &img, a.memory) {
             Ok(r) => {
                 println!("{r}");
@@ -134,7 +136,13 @@ pub fn run_interactive(common: &Common, a: BootArgs) -> Result<()> {
     let net = Network::with_forwards(a.net.publish.clone());
     net.check_host_ports()?;
     nodeos_build::host::require("run", &[nodeos_build::host::Need::Qemu])?;
-    let img = image::build(&env, arch, a.kernel.as_deref(), app.as_ref())?;
+    let img = image::build(
+        &env,
+        arch,
+        a.node.version()?,
+        a.kernel.as_deref(),
+        app.as_ref(),
+    )?;
     // Checked again: the build may have taken an hour.
     net.check_host_ports()?;
     let cfg = qemu_config(&env, arch, &img, a.memory, &a.net.publish);

@@ -178,8 +178,18 @@ fn bad_app_and_port_flags_are_usage_errors() {
     ] {
         let o = xtask(args, scratch.path());
         assert_eq!(o.status.code(), Some(2), "{args:?}");
+        // clap's message: the error in one line first, then its hint
+        // and the usage line; never a backtrace.
         let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}:\n{err}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error: ") && err.contains(args[1]),
+            "{args:?}:\n{err}"
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
     }
 }
 

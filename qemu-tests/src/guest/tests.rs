@@ -259,6 +259,7 @@ fn console_flood_keeps_memory_bounded() {
             guest.console_bytes()
         );
     };
+    let received = guest.console_bytes();
     assert!(guest.buffered_bytes() <= window);
     let msg = err.to_string();
     assert!(msg.contains("  | flood flood flood"), "{msg}");

@@ -153,7 +153,7 @@ pub struct SuiteReport {
 }
 
 /// Counts per verdict.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub passed: usize,
     pub failed: usize,

@@ -123,3 +123,16 @@ pub fn config(arch: Arch, initrd: PathBuf, name: &str) -> QemuConfig {
 pub fn process_gone(pid: u32) -> bool {
     !Path::new(&format!("/proc/{pid}")).exists()
 }
+
+/// One `#[test]` per arch for each case `fn case(arch: Arch)`.
+#[allow(unused_macros)]
+macro_rules! per_arch {
+    ($($case:ident),* $(,)?) => {
+        mod i386 {
+            $(#[test] fn $case() { super::$case(qemu_tests::Arch::I386) })*
+        }
+        mod x86_64 {
+            $(#[test] fn $case() { super::$case(qemu_tests::Arch::X86_64) })*
+        }
+    };
+}
