@@ -363,6 +363,30 @@ pub fn published(env: &Env, arch: Arch, nv: &NodeVersion) -> Result<Option<NodeB
     driver::published(env, NodePhase::new(arch, nv, &tc))
 }
 
+/// The keys a build of Node `nv` for `arch` with the toolchain `tc` would
+/// use for the sources in the download dir.
+#[derive(Debug, Clone)]
+pub struct ChosenKeys {
+    /// Each library package the chosen variant links, by package name.
+    pub packages: BTreeMap<String, String>,
+    pub node: String,
+}
+
+/// [`ChosenKeys`]: computed without building or fetching anything.
+pub fn chosen_keys(
+    env: &Env,
+    arch: Arch,
+    nv: &NodeVersion,
+    tc: &toolchain::Toolchain,
+) -> Result<ChosenKeys> {
+    let mut phase = NodePhase::new(arch, nv, tc);
+    let node = driver::chosen_key(env, &mut phase)?.hex();
+    Ok(ChosenKeys {
+        packages: phase.package_keys,
+        node,
+    })
+}
+
 /// Returns the static node for `arch`, building the toolchain, the
 /// library packages its variant links and node if they are not cached.
 pub fn build(env: &Env, arch: Arch, nv: &NodeVersion) -> Result<NodeBinary> {

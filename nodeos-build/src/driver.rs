@@ -200,8 +200,10 @@ pub fn published<P: Phase>(env: &Env, mut phase: P) -> Result<Option<P::Output>>
 }
 
 /// The phase's key for the sources in the download dir, computed without
-/// building or fetching anything.
-pub fn chosen_key<P: Phase>(env: &Env, mut phase: P) -> Result<Key> {
+/// building or fetching anything: its dependencies are only keyed
+/// (`prepare` in [`Mode::Published`]), and the phase keeps what `prepare`
+/// found (node: the keys of the packages it links).
+pub fn chosen_key<P: Phase>(env: &Env, phase: &mut P) -> Result<Key> {
     let decl = phase.decl();
     let sources = Sources::choose(env, &decl)?;
     phase.prepare(env, &sources, Mode::Published)?;

@@ -273,6 +273,79 @@ fn offline_fetch_lists_every_missing_file() {
     );
 }
 
+/// `fetch --node 22` fetches the sources of Node 22's build: its eleven
+/// library packages with the entries its recipe pins (brotli 1.1.0, not
+/// Node 18's 1.0.9).
+#[test]
+fn offline_fetch_of_node_22_lists_its_library_packages() {
+    let d = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["fetch", "--offline", "--node", "22"])
+        .env("NODEOS_CACHE_DIR", d.path().join("cache"))
+        .env_remove("NODEOS_DL_DIR")
+        .env_remove("NODEOS_SOURCE_VARIANT")
+        .output()
+        .unwrap();
+    let err = failure_text(&o);
+    for file in [
+        "binutils-",
+        "gcc-",
+        "musl-",
+        "linux-",
+        "openssl_3.5.7",
+        "zlib_1.3",
+        "c-ares_1.34.5",
+        "nghttp2_1.64.0",
+        "brotli_1.1.0",
+        "libzstd_1.5.7",
+        "llhttp-9.3.0",
+        "simdutf_8.2.0",
+        "pysimdjson-7.0.2",
+        "orig-ada",
+        "sqlite3_3.46.1",
+    ] {
+        assert!(err.contains(file), "{file} not listed:\n{err}");
+    }
+    assert!(!err.contains("brotli-1.0.9"), "Node 18's brotli:\n{err}");
+    let counts = err
+        .lines()
+        .find(|l| l.contains(" packages could not"))
+        .unwrap_or_else(|| panic!("no count line:\n{err}"));
+    // toolchain (3), kernel, node, eleven library packages
+    assert!(counts.contains(" of 16 packages could not"), "{err}");
+}
+
+/// `node --keys` prints keys without building: with no toolchain built it
+/// refuses in one line (every key depends on the toolchain's) and starts
+/// nothing.
+#[test]
+fn node_keys_without_a_toolchain_is_refused_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "--offline",
+            "node",
+            "--keys",
+            "--node",
+            "22",
+            "--arch",
+            "x86_64",
+        ])
+        .env("NODEOS_CACHE_DIR", d.path().join("cache"))
+        .env_remove("NODEOS_DL_DIR")
+        .output()
+        .unwrap();
+    let err = failure_text(&o);
+    assert!(
+        err.contains("the toolchain for x86_64 is not built")
+            && err.contains("cargo xtask toolchain --arch x86_64"),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs() < 10);
+    assert!(!d.path().join("cache").join("out").exists());
+}
+
 #[test]
 fn clean_takes_one_phase_and_arch_and_spares_running_builds() {
     let d = tempfile::tempdir().unwrap();
