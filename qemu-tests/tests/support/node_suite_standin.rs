@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
 use nodeos_build::fetch::{self, Fetcher};
 use nodeos_build::{Env, Manifest};
@@ -51,9 +52,19 @@ fn short_sha(text: &str) -> String {
     hex::encode(sha2::Sha256::digest(text.as_bytes()))[..16].to_owned()
 }
 
+/// Held while the stand-in is prepared: the tests of one binary run as
+/// threads of one process, so a per-process scratch name alone would let
+/// two of them extract into (and delete) the same directory.
+static PREPARING: Mutex<()> = Mutex::new(());
+
 /// The stand-in's files, extracted from the pinned packages (fetched if
 /// missing), under the test work dir.
 pub fn standin_root(work: &Path) -> PathBuf {
+    let _one_at_a_time = PREPARING.lock().unwrap_or_else(|e| e.into_inner());
+    extracted_root(work)
+}
+
+fn extracted_root(work: &Path) -> PathBuf {
     let root = work.join(format!(
         "debian-node-standin-{}",
         short_sha(STANDIN_SOURCES)
@@ -88,8 +99,16 @@ pub fn standin_root(work: &Path) -> PathBuf {
         part.join("usr/bin/node").is_file(),
         "the nodejs package has usr/bin/node"
     );
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::rename(&part, &root).unwrap();
+    // Another test process may have published the same root meanwhile;
+    // its copy is complete (only whole trees are renamed into place).
+    if let Err(e) = std::fs::rename(&part, &root) {
+        assert!(
+            root.join("usr/bin/node").is_file(),
+            "publishing {}: {e}",
+            root.display()
+        );
+        let _ = std::fs::remove_dir_all(&part);
+    }
     root
 }
 
@@ -101,7 +120,8 @@ pub fn standin_initramfs(arch: Arch, work: &Path) -> PathBuf {
         Arch::X86_64,
         "the Debian stand-in node is pinned for x86_64 (amd64 packages) only"
     );
-    let root = standin_root(work);
+    let _one_at_a_time = PREPARING.lock().unwrap_or_else(|e| e.into_inner());
+    let root = extracted_root(work);
     let out = work.join(format!(
         "debian-node-standin-{}.cpio{}",
         short_sha(STANDIN_SOURCES),
