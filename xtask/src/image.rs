@@ -1,6 +1,12 @@
 //! `cargo xtask image`: fetch → toolchain → node → kernel → initramfs, per
 //! arch, as needed and cached; writes `target/nodeos/<arch>/` (bzImage,
 //! initramfs, node, manifest.json) and ends with a summary table.
+//!
+//! `manifest.json` says what the image is made of: every source of each
+//! phase built (as `phases::of` declares it for the Node version) with its
+//! version, variant and sha256; every output with its size and sha256;
+//! each phase's key and this run's time (or `cached`); and the kernel
+//! command line the image boots with (`boot`).
 
 use crate::Common;
 use anyhow::{bail, Context, Result};
