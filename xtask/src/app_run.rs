@@ -60,7 +60,18 @@ pub fn check_app(env: &Env, arch: Arch, img: &image::Image, a: &BootArgs) -> Res
         log: guest.log_path().to_owned(),
     };
     if a.net.publish.is_empty() {
-        let end = wait_app_exit(&mut guest, APP_TIMEOUT)?;
+        let end = match wait_app_exit(&mut guest, APP_TIMEOUT) {
+            Ok(end) => end,
+            Err(e) if e.is_timeout() => {
+                report.outcome = format!(
+                    "the app was still running after {} s: a server does not end by itself; \
+                     test it over HTTP with -p HOST:GUEST (GUEST = the port it listens on)",
+                    APP_TIMEOUT.as_secs()
+                );
+                return Ok(report);
+            }
+            Err(e) => return Err(e.into()),
+        };
         report.passed = end.status.success();
         report.outcome = format!("the app ended with {} ({})", end.status, end.source);
         report.at = Some(end.at);
