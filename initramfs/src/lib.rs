@@ -2,8 +2,8 @@
 //!
 //! NodeOS boots a kernel whose only userspace is one static binary, so the
 //! initramfs is tiny in structure (a handful of entries) but huge in payload
-//! (a ~100 MB `node`). This crate writes it without root, without host tools
-//! and reproducibly:
+//! (a ~100 MB `node`). This crate writes it without root and reproducibly
+//! (host programs only for the optional xz and zstd compressions):
 //!
 //! * **Format.** The byte layout follows the kernel's own generator,
 //!   `usr/gen_init_cpio.c` (Linux 6.1), field for field: for the same spec
@@ -21,7 +21,10 @@
 //!   than a silently corrupt archive.
 //! * **Compression.** gzip, xz, zstd or lz4, each in the flavour the kernel's
 //!   initramfs unpacker accepts ([`Compression`]); LZ4 by default because it
-//!   boots fastest ([`DEFAULT_COMPRESSION`] has the measurements).
+//!   boots fastest ([`DEFAULT_COMPRESSION`] has the measurements). gzip and
+//!   lz4 are written in-process; xz and zstd by the host's `xz` and `zstd`
+//!   programs with fixed settings ([`HostCompressor`]), whose version a
+//!   cache key must then name.
 //!
 //! * **Apps.** [`App`] checks a user's app directory and lays it out under
 //!   `/app` ([`app_layout`]); without an app the archive is exactly
@@ -46,7 +49,7 @@ use std::path::{Path, PathBuf};
 
 pub use app::{App, AppError, AppOptions};
 pub use bench::{bench, BenchReport, BenchRow};
-pub use compress::{Compression, DEFAULT_COMPRESSION};
+pub use compress::{Compression, HostCompressor, DEFAULT_COMPRESSION};
 pub use reader::{read_archive, ReadEntry};
 pub use tree::normalize;
 
@@ -203,6 +206,7 @@ pub struct WriteStats {
 /// error); then what was written to `out` is unusable, which is why callers
 /// that write files should use [`write_archive_to_path`].
 pub fn write_archive<W: Write>(entries: &[Entry], opts: &Options, out: W) -> Result<WriteStats> {
+    opts.compression.check_host_program()?;
     let plan = normalize(entries)?;
     newc::preflight(&plan)?;
 
@@ -241,6 +245,7 @@ pub fn write_archive<W: Write>(entries: &[Entry], opts: &Options, out: W) -> Res
 /// writers that were killed in the same directory are removed first; one
 /// stopped by SIGINT, SIGTERM or SIGHUP removes its own.
 pub fn write_archive_to_path(entries: &[Entry], opts: &Options, path: &Path) -> Result<WriteStats> {
+    opts.compression.check_host_program()?;
     output::check_destination(path, entries)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

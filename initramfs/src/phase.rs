@@ -54,20 +54,13 @@ impl Phase for InitramfsPhase<'_> {
     }
 
     fn key(&self, _env: &Env, _sources: &Sources) -> Result<Key> {
-        // The init's bytes, not only its phase key: a Node build is not
-        // bit-reproducible (a rebuild of the same key gives another binary),
-        // and the archive must hold the node the manifest names.
-        let mut k = Key::new(PHASE, RECIPE_VERSION);
-        k.str("arch", self.arch.name())
-            .dep("init", self.init_key)
-            .str("init.sha256", self.init_sha)
-            .str("compression", self.opts.compression.name())
-            .str("mtime", &self.opts.mtime.to_string());
-        // Only with an app, so that an image without one keeps its key.
-        if let Some(app) = self.app {
-            k.str("app.sha256", &app.digest()?);
-        }
-        Ok(k)
+        key(
+            self.arch,
+            self.init_key,
+            self.init_sha,
+            &self.opts,
+            self.app,
+        )
     }
 
     fn outputs(&self) -> Outputs {
@@ -102,6 +95,36 @@ impl Phase for InitramfsPhase<'_> {
     }
 }
 
+/// The phase's key.
+fn key(
+    arch: Arch,
+    init_key: &str,
+    init_sha: &str,
+    opts: &Options,
+    app: Option<&App>,
+) -> Result<Key> {
+    // The init's bytes, not only its phase key: a Node build is not
+    // bit-reproducible (a rebuild of the same key gives another binary),
+    // and the archive must hold the node the manifest names.
+    let mut k = Key::new(PHASE, RECIPE_VERSION);
+    k.str("arch", arch.name())
+        .dep("init", init_key)
+        .str("init.sha256", init_sha)
+        .str("compression", opts.compression.name());
+    // xz and zstd are the host's programs, and another version may write
+    // other bytes. Only for them, so that the other compressions keep
+    // their keys; a missing program stops the phase here, before any work.
+    if let Some(compressor) = opts.compression.host_compressor() {
+        k.str("compressor", &compressor.version()?);
+    }
+    k.str("mtime", &opts.mtime.to_string());
+    // Only with an app, so that an image without one keeps its key.
+    if let Some(app) = app {
+        k.str("app.sha256", &app.digest()?);
+    }
+    Ok(k)
+}
+
 /// Builds (or reuses) the initramfs around `init` for `arch`, with the app
 /// under `/app` when there is one. `init_key` is the key of the phase that
 /// made `init`, `init_sha` the sha256 of its bytes (the caller has it: the
@@ -125,4 +148,38 @@ pub fn build(
             opts: Options::from_env()?,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Compression;
+
+    #[test]
+    fn the_key_names_the_compressor_version_only_for_xz_and_zstd() {
+        let key = |compression| {
+            let opts = Options {
+                mtime: 0,
+                compression,
+            };
+            key(Arch::X86_64, &"1".repeat(64), &"2".repeat(64), &opts, None).unwrap()
+        };
+        for c in Compression::ALL {
+            let k = key(c);
+            let named: Vec<&String> = k
+                .inputs
+                .iter()
+                .filter(|i| i.starts_with("compressor = "))
+                .collect();
+            match c.host_compressor() {
+                Some(h) => {
+                    let version = h.version().unwrap_or_else(|e| panic!("{e:#}"));
+                    assert_eq!(named, [&format!("compressor = {version}")], "{c}");
+                }
+                None => assert!(named.is_empty(), "{c}: {named:?}"),
+            }
+            // The same inputs give the same key.
+            assert_eq!(k.hex(), key(c).hex(), "{c}");
+        }
+    }
 }

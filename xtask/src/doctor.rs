@@ -46,6 +46,20 @@ pub fn run(common: &Common, a: DoctorArgs) -> Result<()> {
             shown.push(label);
         }
     }
+    // Optional: a missing one does not fail doctor, only its compression.
+    for c in initramfs::Compression::ALL {
+        if let Some(h) = c.host_compressor() {
+            let mark = if h.locate().is_ok() {
+                "ok     "
+            } else {
+                "absent "
+            };
+            println!(
+                "{mark} {:<28} (Debian package {}; only for `initramfs --compression {c}`)",
+                h.program, h.package
+            );
+        }
+    }
     println!("cache dir:    {}", env.cache_dir.display());
     println!("download dir: {}", env.dl_dir.display());
     match qemu_tests::kvm_usable() {

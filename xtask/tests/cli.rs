@@ -483,6 +483,38 @@ fn refusal(o: &std::process::Output, path: &std::path::Path) -> String {
 }
 
 #[test]
+fn a_missing_compressor_program_is_named_before_any_work() {
+    let d = tempfile::tempdir().unwrap();
+    let init = static_init(d.path(), "init", 0);
+    let out_dir = d.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let empty = d.path().join("empty-path");
+    std::fs::create_dir(&empty).unwrap();
+    for (compression, program, package) in [("xz", "xz", "xz-utils"), ("zstd", "zstd", "zstd")] {
+        let out = out_dir.join(format!("initramfs.cpio.{compression}"));
+        let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["initramfs", "--compression", compression, "--init"])
+            .arg(&init)
+            .arg("-o")
+            .arg(&out)
+            .env("PATH", &empty)
+            .output()
+            .unwrap();
+        let err = failure_text(&o);
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains(&format!("`{program}`"))
+                && err.contains(&format!("apt-get install {package}")),
+            "{err}"
+        );
+        assert!(
+            std::fs::read_dir(&out_dir).unwrap().next().is_none(),
+            "--compression {compression} left a file behind"
+        );
+    }
+}
+
+#[test]
 fn the_init_itself_is_never_the_output() {
     let d = tempfile::tempdir().unwrap();
     let init = static_init(d.path(), "init", 0);
