@@ -102,9 +102,14 @@ pub fn script(cache_dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The directory of an output that holds its steps' job records; the
+/// engine writes it into every output that runs make, so it is published
+/// with the phase's named outputs.
+pub const RECORD_DIR: &str = "jobs";
+
 /// Where a step's record goes in the phase output.
 pub fn record_path(out_dir: &Path, step: &str) -> PathBuf {
-    out_dir.join("jobs").join(format!("{step}.tsv"))
+    out_dir.join(RECORD_DIR).join(format!("{step}.tsv"))
 }
 
 /// Makes `make` record its jobs into `record`: the recorder as `SHELL`,

@@ -28,7 +28,13 @@ impl Outputs {
 }
 
 /// The files the engine writes into every output.
-pub const ENGINE_FILES: &[&str] = &["timings.json", "inputs.txt", "build.log", RECORD];
+pub const ENGINE_FILES: &[&str] = &[
+    "timings.json",
+    "inputs.txt",
+    "build.log",
+    RECORD,
+    crate::jobrec::RECORD_DIR,
+];
 
 /// The record of a published output.
 pub const RECORD: &str = "outputs.json";
@@ -203,10 +209,17 @@ mod tests {
         fs::write(stage.join(".initramfs-123.tmp"), b"half").unwrap();
         fs::create_dir(stage.join("junk")).unwrap();
         fs::write(stage.join("timings.json"), b"{}").unwrap();
+        let job_record = crate::jobrec::record_path(stage, "bzimage");
+        fs::create_dir_all(job_record.parent().unwrap()).unwrap();
+        fs::write(&job_record, b"S\t0\t1\n").unwrap();
         let named = Outputs::Named(vec!["bzImage".into()]);
         let removed = keep_named(stage, &named).unwrap();
         assert_eq!(removed, [".initramfs-123.tmp", "junk"]);
         assert!(stage.join("bzImage").is_file() && stage.join("timings.json").is_file());
+        assert!(
+            job_record.is_file(),
+            "the job records (bench --model reads them) are the engine's, kept"
+        );
         let e = keep_named(stage, &Outputs::Named(vec!["config".into()])).unwrap_err();
         assert!(
             format!("{e:#}").contains("did not produce its output config"),
