@@ -71,8 +71,23 @@ fn is_linker(w: &str) -> bool {
     n == "ld" || n.ends_with("-ld") || n == "ld.bfd" || n == "ld.gold"
 }
 
+/// kbuild announces each command with a short tag (`echo '  CC      x.o'`)
+/// before a long preamble of traps, so a record's head may hold the tag but
+/// not the compiler: the tag says what the command is.
+fn kbuild_kind(w: &[&str], target: &str) -> Option<JobKind> {
+    let tag = w.windows(2).find(|p| p[0] == "echo").map(|p| p[1])?;
+    match tag {
+        "CC" | "AS" | "CXX" if target.ends_with(".o") => Some(JobKind::Compile),
+        "AR" => Some(JobKind::Archive),
+        _ => None,
+    }
+}
+
 pub fn classify(job: &Job) -> JobKind {
     let w = words(job);
+    if let Some(kind) = kbuild_kind(&w, &job.target) {
+        return kind;
+    }
     let has = |s: &str| w.contains(&s);
     if w.iter().any(|x| {
         let n = program_name(x);
@@ -403,6 +418,13 @@ mod tests {
             ),
             JobKind::Compile
         );
+        // A kbuild compile whose compiler is past the recorded head.
+        let cut = Job {
+            head: "set -e;  echo '  CC      kernel/events/core.o';    trap 'rm -f kernel/events/core.o; trap - HUP; kill -s HUP $$' HUP;  trap 'rm -f kernel/events/core.o; trap - INT; kill".into(),
+            tail: "-o kernel/events/core.o kernel/events/core.c".into(),
+            ..job("b", None, 0.0, 4.0, "kernel/events/core.o", "")
+        };
+        assert_eq!(classify(&cut), JobKind::Compile);
         assert_eq!(
             k("/tc/bin/x86_64-linux-musl-g++ -o out/node a.o b.a", 9.0),
             JobKind::Link
