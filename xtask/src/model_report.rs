@@ -236,12 +236,15 @@ pub fn section_headed(path: &Path, heading: &str) -> Option<String> {
 pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bool) -> Result<()> {
     let mut dirs: Vec<PathBuf> = arches.iter().flat_map(|&a| published(env, a)).collect();
     dirs.extend(extra.iter().cloned());
+    // A dir given with --records may also be one the last builds used.
+    let mut seen = std::collections::HashSet::new();
+    dirs.retain(|d| seen.insert(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone())));
     let mut records = Vec::new();
     for d in &dirs {
         let r = PhaseRecord::read(d)?;
         if r.steps.is_empty() {
             eprintln!(
-                "{} {}: no job record (built before recording existed); skipped",
+                "{} {}: no job record (built before job records were kept); skipped",
                 r.timings.arch, r.timings.phase
             );
             continue;
@@ -258,7 +261,7 @@ pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bo
     let mut md = String::new();
     let _ = writeln!(md, "Written by `cargo xtask bench --model`. Each build records every job make runs (start, end, command; `nodeos_build::jobrec`); the model replays them on N workers with their dependencies (recursive makes, serial steps: links, generators such as mksnapshot and torque, archives; see `xtask/src/bench_model.rs`). Steps without a record (unpacking, configure, install) count as they took.\n");
     if records.is_empty() {
-        let _ = writeln!(md, "No phase with a job record is built yet (phases built before recording existed have none: rebuild them).\n");
+        let _ = writeln!(md, "No phase with a job record is built yet (phases built before job records were kept have none: rebuild them).\n");
     } else {
         let _ = writeln!(md, "Predicted cold build per phase and arch:\n");
         md.push_str(&table(&records));
