@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use crate::node_checks::{exit_status_regex, parse_exit_status};
 use crate::{ExpectError, Fatal, Guest, Pattern};
 
-/// The kernel's line when init exits; group 1 is the wait status in hex.
-pub const INIT_EXIT_REGEX: &str = r"Attempted to kill init! exitcode=(0x[0-9a-fA-F]+)";
+/// The kernel's line when init exits (`exitcode=0x%08x`); group 1 is the
+/// wait status in hex.
+pub const INIT_EXIT_REGEX: &str = r"Attempted to kill init! exitcode=(0x[0-9a-fA-F]{8})";
 
 /// How the app (init) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +62,10 @@ impl fmt::Display for StatusSource {
 /// The pattern of either status line: group 1 is node's status, group 2
 /// the kernel's wait status.
 pub fn app_end_pattern() -> Pattern {
-    Pattern::regex(&format!("{}|{INIT_EXIT_REGEX}", exit_status_regex())).expect("a valid regex")
+    // The console arrives in pieces: the kernel's line counts only once its
+    // newline has come, as a match on `exitcode=0x000` would read status 0.
+    Pattern::regex(&format!(r"{}|{INIT_EXIT_REGEX}\r?\n", exit_status_regex()))
+        .expect("a valid regex")
 }
 
 impl AppStatus {
@@ -343,6 +347,14 @@ mod tests {
         );
         // Not before the line is complete.
         assert!(re.captures("nodeos: exit status 1").is_none());
+        assert!(
+            re.captures("Attempted to kill init! exitcode=0x000")
+                .is_none()
+        );
+        assert!(
+            re.captures("Attempted to kill init! exitcode=0x00000100")
+                .is_none()
+        );
     }
 
     #[test]

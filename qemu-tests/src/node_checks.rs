@@ -442,7 +442,8 @@ pub fn timer_probe() -> Probe {
 pub fn wait_for_prompt(guest: &mut Guest) -> anyhow::Result<Duration> {
     guest
         .expect(
-            Pattern::regex(r"Welcome to Node\.js v?([0-9]+\.[0-9]+\.[0-9]+)").expect("valid regex"),
+            Pattern::regex(r"Welcome to Node\.js v?([0-9]+\.[0-9]+\.[0-9]+)\.")
+                .expect("valid regex"),
             PROMPT_TIMEOUT,
         )
         .context("the Node REPL did not start")?;

@@ -9,7 +9,10 @@ pub enum Pattern {
     /// Plain text, matched byte for byte.
     Substring(String),
     /// A regular expression (the `regex` crate's syntax); capture groups end
-    /// up in [`Match::groups`].
+    /// up in [`Match::groups`]. The console is searched as it arrives, so a
+    /// regex that captures a value should also match what ends it (a
+    /// newline, say): `pid=(\d+)` matches `pid=4` while `pid=42` is still
+    /// on its way.
     Regex(regex::Regex),
 }
 

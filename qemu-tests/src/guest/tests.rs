@@ -466,3 +466,17 @@ fn has_exited_does_not_wait() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn an_exit_status_split_across_reads_is_read_whole() {
+    // The kernel's line arrives in two pieces, the first ending inside the
+    // number: the status is the whole number's, not its prefix's.
+    let dir = tempfile::tempdir().unwrap();
+    let mut guest = fake_guest(
+        dir.path(),
+        r"printf 'Kernel panic - not syncing: Attempted to kill init! exitcode=0x000'; sleep 1; printf '00100\n'; exit 0",
+    );
+    let end = crate::app::wait_app_exit(&mut guest, 30 * SEC).unwrap();
+    assert_eq!(end.status, crate::app::AppStatus::Exited(1));
+    assert_eq!(end.source, crate::app::StatusSource::KernelInitExit);
+}
