@@ -18,7 +18,15 @@
 //! So between two serial steps every compile may run at once: the model is
 //! optimistic there (make could not always start them all), and pessimistic
 //! across serial steps (a compile recorded after a generator is assumed to
-//! need its output). Checked against real -j1 and -j2 kernel builds by
+//! need its output).
+//!
+//! Jobs side by side run slower than alone (the cores share caches, memory
+//! bandwidth, often a physical core): the [`Contention`] factor, measured
+//! from the compiles a -j1 and a -j2 build of the same tree both ran. Each
+//! recorded job is first brought back to its time alone (by the share of
+//! its time another job ran beside it in the record), then replayed at that
+//! speed when it starts alone and at the contended speed when it starts
+//! beside another job. Checked against real -j1 and -j2 kernel builds by
 //! `cargo xtask bench --model --check`.
 
 use nodeos_build::jobrec::{Job, Record};
@@ -27,6 +35,57 @@ use std::collections::{BinaryHeap, HashMap};
 
 /// A non-compile command at least this long is a serial step.
 pub const SERIAL_STEP_SECS: f64 = 0.5;
+
+/// How much longer a job takes when another job runs beside it on the same
+/// machine than when it runs alone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Contention {
+    pub factor: f64,
+    /// How many compiles it was measured on (0: not measured).
+    pub compiles: usize,
+}
+
+impl Contention {
+    /// Jobs as fast side by side as alone.
+    pub const NONE: Contention = Contention {
+        factor: 1.0,
+        compiles: 0,
+    };
+}
+
+/// The contention factor measured from two records of the same build, one
+/// made with -j1 and one with more jobs: the summed time of the compiles
+/// both ran (same target, same occurrence), the parallel record's over the
+/// serial one's. `None` without matched compiles.
+pub fn contention(serial: &Record, parallel: &Record) -> Option<Contention> {
+    fn compiles(rec: &Record) -> HashMap<(&str, usize), f64> {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut out = HashMap::new();
+        for j in &rec.jobs {
+            if j.target.is_empty() || classify(j) != JobKind::Compile {
+                continue;
+            }
+            let n = seen.entry(j.target.as_str()).or_default();
+            out.insert((j.target.as_str(), *n), j.secs());
+            *n += 1;
+        }
+        out
+    }
+    let a = compiles(serial);
+    let b = compiles(parallel);
+    let (mut alone, mut beside, mut n) = (0.0, 0.0, 0);
+    for (k, secs) in &a {
+        if let Some(p) = b.get(k) {
+            alone += secs;
+            beside += p;
+            n += 1;
+        }
+    }
+    (n > 0 && alone > 0.0).then(|| Contention {
+        factor: beside / alone,
+        compiles: n,
+    })
+}
 
 /// What a recorded job is, for its dependencies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +173,11 @@ pub fn classify(job: &Job) -> JobKind {
 /// The jobs as a graph: nodes with durations and the nodes they wait for.
 #[derive(Debug, Default)]
 pub struct Graph {
+    /// Recorded duration.
     pub secs: Vec<f64>,
+    /// For a job: the share of its recorded time another job ran beside it
+    /// (0 to 1). `None` for make's own time, which is replayed as recorded.
+    pub beside: Vec<Option<f64>>,
     /// Recorded start: the order workers pick ready nodes in.
     pub order: Vec<f64>,
     pub deps: Vec<Vec<usize>>,
@@ -124,6 +187,7 @@ pub struct Graph {
 impl Graph {
     fn node(&mut self, secs: f64, order: f64) -> usize {
         self.secs.push(secs.max(0.0));
+        self.beside.push(None);
         self.order.push(order);
         self.deps.push(Vec::new());
         self.secs.len() - 1
@@ -164,7 +228,53 @@ fn union_len(mut iv: Vec<(f64, f64)>) -> f64 {
 struct Builder<'a> {
     jobs: &'a [Job],
     children: HashMap<Option<&'a str>, Vec<usize>>,
+    /// Per leaf job: the share of its time another leaf job ran.
+    beside: HashMap<usize, f64>,
     g: Graph,
+}
+
+/// For each of `leaves` (indices into `jobs`): the share of its time at
+/// least one other of them ran.
+fn share_beside(jobs: &[Job], leaves: &[usize]) -> HashMap<usize, f64> {
+    // The times when two or more leaves run, from a sweep over starts and
+    // ends.
+    let mut events: Vec<(f64, i32)> = leaves
+        .iter()
+        .flat_map(|&i| [(jobs[i].start, 1), (jobs[i].end.max(jobs[i].start), -1)])
+        .collect();
+    events.sort_by(|a, b| {
+        a.0.partial_cmp(&b.0)
+            .unwrap_or(Ordering::Equal)
+            .then(a.1.cmp(&b.1))
+    });
+    let mut crowded: Vec<(f64, f64)> = Vec::new();
+    let mut active = 0;
+    let mut since = 0.0;
+    for (t, d) in events {
+        if active >= 2 && t > since {
+            crowded.push((since, t));
+        }
+        active += d;
+        since = t;
+    }
+    leaves
+        .iter()
+        .map(|&i| {
+            let (s, e) = (jobs[i].start, jobs[i].end);
+            if e <= s {
+                return (i, 0.0);
+            }
+            let from = crowded.partition_point(|c| c.1 <= s);
+            let mut overlap = 0.0;
+            for c in &crowded[from..] {
+                if c.0 >= e {
+                    break;
+                }
+                overlap += c.1.min(e) - c.0.max(s);
+            }
+            (i, (overlap / (e - s)).clamp(0.0, 1.0))
+        })
+        .collect()
 }
 
 impl<'a> Builder<'a> {
@@ -211,6 +321,7 @@ impl<'a> Builder<'a> {
             let kind = classify(job);
             *self.g.kinds.entry(kind_name(kind)).or_default() += 1;
             let n = self.g.node(job.secs(), job.start);
+            self.g.beside[n] = Some(self.beside.get(&i).copied().unwrap_or(0.0));
             return Item {
                 entry: n,
                 exit: n,
@@ -282,9 +393,14 @@ pub fn graph(rec: &Record) -> Graph {
         children.entry(p).or_default().push(i);
     }
     let top = children.get(&None).cloned().unwrap_or_default();
+    let leaves: Vec<usize> = (0..rec.jobs.len())
+        .filter(|&i| !children.contains_key(&Some(rec.jobs[i].id.as_str())))
+        .collect();
+    let beside = share_beside(&rec.jobs, &leaves);
     let mut b = Builder {
         jobs: &rec.jobs,
         children,
+        beside,
         g: Graph::default(),
     };
     let top_spans: Vec<(f64, f64)> = top
@@ -333,10 +449,22 @@ impl Ord for Done {
     }
 }
 
-/// The makespan of the graph on `workers` workers: list scheduling, ready
-/// nodes in recorded order.
+/// The makespan of the graph on `workers` workers, jobs as fast side by side
+/// as alone.
 pub fn makespan(g: &Graph, workers: usize) -> f64 {
+    makespan_with(g, workers, Contention::NONE)
+}
+
+/// The makespan of the graph on `workers` workers: list scheduling, ready
+/// nodes in recorded order. A job takes its time alone when it starts with
+/// no other job running, and `c` times that otherwise (workers are cores of
+/// machines that run one job per core; a farm keeps them all busy).
+pub fn makespan_with(g: &Graph, workers: usize, c: Contention) -> f64 {
     let n = g.secs.len();
+    let alone = |i: usize| match g.beside[i] {
+        Some(share) => g.secs[i] / (1.0 + (c.factor - 1.0) * share),
+        None => g.secs[i],
+    };
     let workers = workers.max(1);
     let mut waiting: Vec<usize> = g.deps.iter().map(|d| d.len()).collect();
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -352,12 +480,21 @@ pub fn makespan(g: &Graph, workers: usize) -> f64 {
     let mut running: BinaryHeap<Done> = BinaryHeap::new();
     let mut now = 0.0f64;
     let mut finished = 0;
+    let mut starting = Vec::new();
     while finished < n {
-        while running.len() < workers {
+        while running.len() + starting.len() < workers {
             let Some(Ready(_, i)) = ready.pop() else {
                 break;
             };
-            running.push(Done(now + g.secs[i], i));
+            starting.push(i);
+        }
+        let side_by_side = running.len() + starting.len() >= 2;
+        for i in starting.drain(..) {
+            let secs = match g.beside[i] {
+                Some(_) if side_by_side => alone(i) * c.factor,
+                _ => alone(i),
+            };
+            running.push(Done(now + secs, i));
         }
         let Some(Done(t, i)) = running.pop() else {
             // Nothing runs and nothing is ready: a cycle, which the
@@ -499,5 +636,61 @@ mod tests {
         ];
         let g = graph(&record(jobs, 0.0, 2.0));
         assert!((makespan(&g, 8) - 2.0).abs() < 1e-9);
+    }
+
+    fn compiles(secs: &[(f64, f64)]) -> Record {
+        let jobs = secs
+            .iter()
+            .enumerate()
+            .map(|(i, &(s, e))| {
+                job(
+                    &format!("c{i}"),
+                    None,
+                    s,
+                    e,
+                    &format!("{i}.o"),
+                    "cc -c -o x.o x.c",
+                )
+            })
+            .collect();
+        let end = secs.iter().map(|s| s.1).fold(0.0, f64::max);
+        record(jobs, 0.0, end)
+    }
+
+    #[test]
+    fn contention_is_measured_on_the_compiles_both_builds_ran() {
+        let serial = compiles(&[(0.0, 1.0), (1.0, 2.0), (2.0, 4.0)]);
+        // The parallel build ran the first two side by side, 1.5 s each,
+        // and the third alone as before.
+        let parallel = compiles(&[(0.0, 1.5), (0.0, 1.5), (1.5, 3.5)]);
+        let c = contention(&serial, &parallel).unwrap();
+        assert_eq!(c.compiles, 3);
+        assert!((c.factor - 5.0 / 4.0).abs() < 1e-9, "{c:?}");
+        assert!(contention(&serial, &compiles(&[])).is_none());
+    }
+
+    #[test]
+    fn jobs_side_by_side_take_the_contended_time() {
+        let c = Contention {
+            factor: 1.5,
+            compiles: 4,
+        };
+        // Recorded one at a time: their time alone.
+        let g = graph(&compiles(&[(0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 4.0)]));
+        assert!((makespan_with(&g, 1, c) - 4.0).abs() < 1e-9);
+        assert!((makespan_with(&g, 2, c) - 3.0).abs() < 1e-9);
+        assert!((makespan(&g, 2) - 2.0).abs() < 1e-9);
+        // Recorded two at a time, slowed: alone again on one worker.
+        let g = graph(&compiles(&[(0.0, 1.5), (0.0, 1.5), (1.5, 3.0), (1.5, 3.0)]));
+        assert!(
+            (makespan_with(&g, 1, c) - 4.0).abs() < 1e-9,
+            "{}",
+            makespan_with(&g, 1, c)
+        );
+        assert!((makespan_with(&g, 2, c) - 3.0).abs() < 1e-9);
+        // A job that starts alone runs at its own speed even with workers
+        // to spare.
+        let g = graph(&compiles(&[(0.0, 2.0)]));
+        assert!((makespan_with(&g, 8, c) - 2.0).abs() < 1e-9);
     }
 }

@@ -4,7 +4,7 @@
 //! builds (cold, each in a scratch cache of its own, kept for later
 //! checks). Writes the "Build-time model" section of BENCHMARKS.md.
 
-use crate::bench_model::{graph, makespan, Graph};
+use crate::bench_model::{contention, graph, makespan, makespan_with, Contention, Graph};
 use anyhow::{bail, Context, Result};
 use nodeos_build::jobrec::{record_path, Record};
 use nodeos_build::phase::{read_timings, PhaseTimings};
@@ -47,12 +47,12 @@ impl PhaseRecord {
 
     /// Predicted cold build on `workers`: recorded steps replayed, the
     /// others (unpacking, configure, install) as they took.
-    pub fn predict(&self, graphs: &[(String, Graph)], workers: usize) -> f64 {
+    pub fn predict(&self, graphs: &[(String, Graph)], workers: usize, c: Contention) -> f64 {
         self.timings
             .steps
             .iter()
             .map(|s| match graphs.iter().find(|(n, _)| *n == s.step) {
-                Some((_, g)) => makespan(g, workers),
+                Some((_, g)) => makespan_with(g, workers, c),
                 None => s.secs,
             })
             .sum()
@@ -87,7 +87,7 @@ fn published(env: &Env, arch: Arch) -> Vec<PathBuf> {
 }
 
 /// The model table for the given phase outputs.
-pub fn table(records: &[PhaseRecord]) -> String {
+pub fn table(records: &[PhaseRecord], c: Contention) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -115,7 +115,7 @@ pub fn table(records: &[PhaseRecord]) -> String {
         let note = if r.cold() { "" } else { ", resumed" };
         let cells: Vec<String> = WORKERS
             .iter()
-            .map(|&w| dur(r.predict(&graphs, w)))
+            .map(|&w| dur(r.predict(&graphs, w, c)))
             .collect();
         let _ = writeln!(
             md,
@@ -129,16 +129,56 @@ pub fn table(records: &[PhaseRecord]) -> String {
     md
 }
 
+/// The kernel's -j1 and -j2 builds of the check, each in a scratch cache
+/// of its own (cold the first time, then kept: remove
+/// target/nodeos/model-check to rebuild).
+fn check_dir(env: &Env, jobs: usize) -> PathBuf {
+    env.target_dir.join("model-check").join(format!("j{jobs}"))
+}
+
+/// The contention factor from the kept -j1 and -j2 kernel records of the
+/// last check, if both are there (the same kernel key in both).
+fn kept_contention(env: &Env) -> Option<Contention> {
+    let outs = |jobs| check_dir(env, jobs).join("cache/out").join(kernel::PHASE);
+    let mut keys: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(outs(1))
+        .ok()?
+        .flatten()
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    keys.sort();
+    keys.iter().rev().find_map(|(_, serial)| {
+        let parallel = outs(2).join(serial.file_name()?);
+        let a = Record::read(&record_path(serial, KERNEL_STEP)).ok()?;
+        let b = Record::read(&record_path(&parallel, KERNEL_STEP)).ok()?;
+        contention(&a, &b)
+    })
+}
+
+/// The kernel step whose jobs the check replays.
+const KERNEL_STEP: &str = "bzimage";
+
+/// What the table's predictions assume about jobs side by side.
+fn contention_note(c: Option<Contention>) -> String {
+    match c {
+        Some(c) => format!(
+            "Jobs side by side are slowed by the contention factor {:.3} (a job beside another takes {:+.1}% of its time alone): measured on this machine from the {} compiles both kernel builds of the check ran, -j2 against -j1. Workers are cores of machines like this one.\n",
+            c.factor,
+            100.0 * (c.factor - 1.0),
+            c.compiles
+        ),
+        None => "CONTENTION NOT MEASURED: no kept -j1/-j2 kernel builds of `cargo xtask bench --model --check`, so these figures assume jobs side by side run as fast as alone (optimistic).\n".to_owned(),
+    }
+}
+
 /// The check: the kernel built twice from scratch caches, with -j1 and
-/// -j2; the -j1 record's prediction for 1 and 2 workers against both.
-pub fn check_on_kernel(env: &Env, arch: Arch) -> Result<(String, PhaseRecord)> {
-    let root = env.target_dir.join("model-check");
+/// -j2; each record's prediction for 1 and 2 workers against both builds.
+/// Returns the check's section, the -j1 build's record and the contention
+/// measured from the two.
+pub fn check_on_kernel(env: &Env, arch: Arch) -> Result<(String, PhaseRecord, Option<Contention>)> {
     let mut measured = Vec::new();
     let mut serial = None;
     for jobs in [1usize, 2] {
-        // A scratch cache per -j: the build there is cold, and a later
-        // check reuses it (remove target/nodeos/model-check to rebuild).
-        let dir = root.join(format!("j{jobs}"));
+        let dir = check_dir(env, jobs);
         create_dir_all(&dir)?;
         let mut e = env.clone();
         e.cache_dir = dir.join("cache");
@@ -155,10 +195,10 @@ pub fn check_on_kernel(env: &Env, arch: Arch) -> Result<(String, PhaseRecord)> {
             .timings
             .steps
             .iter()
-            .find(|s| s.step == "bzimage")
+            .find(|s| s.step == KERNEL_STEP)
             .context("the kernel phase has no bzimage step")?
             .secs;
-        let Some((_, record)) = rec.steps.iter().find(|(s, _)| s == "bzimage").cloned() else {
+        let Some((_, record)) = rec.steps.iter().find(|(s, _)| s == KERNEL_STEP).cloned() else {
             bail!("the -j{jobs} kernel build left no job record");
         };
         measured.push((jobs, step, record, k.bzimage.clone()));
@@ -166,26 +206,31 @@ pub fn check_on_kernel(env: &Env, arch: Arch) -> Result<(String, PhaseRecord)> {
             serial = Some(rec);
         }
     }
+    let c = contention(&measured[0].2, &measured[1].2);
+    let factor = c.unwrap_or(Contention::NONE);
     let same = nodeos_build::util::sha256_file(&measured[0].3)?
         == nodeos_build::util::sha256_file(&measured[1].3)?;
     let mut md = String::new();
-    let _ = writeln!(md, "Model check on the {arch} kernel's `make bzImage` (cold, scratch caches, this machine; bzImage identical across the two builds: {same}):\n");
-    let _ = writeln!(md, "| record used | workers | predicted | measured (`make -jN`) | error |\n| --- | --- | --- | --- | --- |");
+    let _ = writeln!(md, "Model check on the {arch} kernel's `make bzImage` (cold, scratch caches, this machine; bzImage identical across the two builds: {same}). The contention factor comes from the same two builds (per-compile times), so the check tests the replay of the dependencies and of the workers; \"alone\" is the replay with jobs as fast side by side as alone:\n");
+    let _ = writeln!(md, "| record used | workers | predicted | error | alone | error | measured (`make -jN`) |\n| --- | --- | --- | --- | --- | --- | --- |");
     for (from_jobs, _, record, _) in &measured {
         let g = graph(record);
         for (jobs, secs, _, _) in &measured {
-            let p = makespan(&g, *jobs);
+            let p = makespan_with(&g, *jobs, factor);
+            let a = makespan(&g, *jobs);
             let _ = writeln!(
                 md,
-                "| -j{from_jobs} build ({} jobs) | {jobs} | {} | {} | {:+.1}% |",
+                "| -j{from_jobs} build ({} jobs) | {jobs} | {} | {:+.1}% | {} | {:+.1}% | {} |",
                 record.jobs.len(),
                 dur(p),
+                100.0 * (p - secs) / secs,
+                dur(a),
+                100.0 * (a - secs) / secs,
                 dur(*secs),
-                100.0 * (p - secs) / secs
             );
         }
     }
-    Ok((md, serial.expect("the -j1 build ran")))
+    Ok((md, serial.expect("the -j1 build ran"), c))
 }
 
 /// Replaces (or appends) this command's section of BENCHMARKS.md.
@@ -252,19 +297,26 @@ pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bo
         records.push(r);
     }
     let mut checked = None;
-    if check {
+    let c = if check {
         let arch = *arches.first().unwrap_or(&Arch::X86_64);
-        let (text, kernel_j1) = check_on_kernel(env, arch)?;
+        let (text, kernel_j1, measured) = check_on_kernel(env, arch)?;
         checked = Some(text);
         records.push(kernel_j1);
-    }
+        measured
+    } else {
+        kept_contention(env)
+    };
     let mut md = String::new();
     let _ = writeln!(md, "Written by `cargo xtask bench --model`. Each build records every job make runs (start, end, command; `nodeos_build::jobrec`); the model replays them on N workers with their dependencies (recursive makes, serial steps: links, generators such as mksnapshot and torque, archives; see `xtask/src/bench_model.rs`). Steps without a record (unpacking, configure, install) count as they took.\n");
     if records.is_empty() {
         let _ = writeln!(md, "No phase with a job record is built yet (phases built before job records were kept have none: rebuild them).\n");
     } else {
-        let _ = writeln!(md, "Predicted cold build per phase and arch:\n");
-        md.push_str(&table(&records));
+        let _ = writeln!(
+            md,
+            "Predicted cold build per phase and arch. {}",
+            contention_note(c)
+        );
+        md.push_str(&table(&records, c.unwrap_or(Contention::NONE)));
         md.push('\n');
     }
     if let Some(text) = checked {
