@@ -93,7 +93,9 @@ pub fn list(source_root: &Path, suite: Suite) -> Result<Vec<TestFile>> {
 
 /// `--filter` globs: a test is kept when any glob matches its suite path
 /// (`parallel/test-fs-*`) or its file name (`test-fs-*`, `test-fs-stat.js`),
-/// with or without the extension. `*` is any run of characters, `?` one.
+/// with or without the extension. `*` is any run of characters, `?` one,
+/// `[a-f]` one of a set (`[!a-f]` or `[^a-f]`: one not in it), as in the
+/// shell.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     globs: Vec<(String, regex::Regex)>,
@@ -106,15 +108,11 @@ impl Filter {
             if g.trim().is_empty() {
                 bail!("--filter needs a glob such as 'test-fs-*' or 'parallel/test-http2-*'");
             }
-            let mut re = String::from("^");
-            for c in g.trim().chars() {
-                match c {
-                    '*' => re.push_str(".*"),
-                    '?' => re.push('.'),
-                    c => re.push_str(&regex::escape(&c.to_string())),
-                }
-            }
-            re.push('$');
+            let re = glob_regex(g.trim()).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--filter {g}: a '[' opens a set that no ']' closes; close it, e.g. 'test-path-[a-f]*'"
+                )
+            })?;
             out.push((g.clone(), regex::Regex::new(&re)?));
         }
         Ok(Filter { globs: out })
@@ -154,6 +152,55 @@ impl Filter {
             .map(|(g, _)| g.as_str())
             .collect()
     }
+}
+
+/// The anchored regex of a shell glob; `None` when a `[` set is not closed.
+fn glob_regex(glob: &str) -> Option<String> {
+    let chars: Vec<char> = glob.chars().collect();
+    let mut re = String::from("^");
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => re.push_str(".*"),
+            '?' => re.push('.'),
+            '[' => {
+                let mut j = i + 1;
+                let negated = matches!(chars.get(j), Some('!' | '^'));
+                if negated {
+                    j += 1;
+                }
+                let first = j;
+                // A `]` first in the set is one of its members.
+                while j < chars.len() && (chars[j] != ']' || j == first) {
+                    j += 1;
+                }
+                if j >= chars.len() {
+                    return None;
+                }
+                re.push('[');
+                if negated {
+                    re.push('^');
+                }
+                for (k, &c) in chars[first..j].iter().enumerate() {
+                    // A `-` between two members makes a range; at an end
+                    // it is a member.
+                    if c == '-' && k > 0 && first + k + 1 < j {
+                        re.push('-');
+                    } else if c == '-' {
+                        re.push_str("\\-");
+                    } else {
+                        re.push_str(&regex::escape(&c.to_string()));
+                    }
+                }
+                re.push(']');
+                i = j;
+            }
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+        i += 1;
+    }
+    re.push('$');
+    Some(re)
 }
 
 /// Which entries of `test/fixtures` a set of tests needs.

@@ -72,6 +72,18 @@ fn filter_globs_match_names_with_or_without_suite_and_extension() {
     );
     // A dot is a dot.
     assert!(keep(&["test-fs-stat.jsx"]).is_empty());
+    // Sets, as in the shell.
+    assert_eq!(
+        keep(&["test-[a-g]*"]),
+        ["parallel/test-fs-stat.js", "sequential/test-fs-watch.js"]
+    );
+    assert_eq!(keep(&["test-[!a-g]*"]), ["parallel/test-http-agent.js"]);
+    assert_eq!(keep(&["test-[^f]*"]), ["parallel/test-http-agent.js"]);
+    assert_eq!(keep(&["test-fs-[sw][ta]*"]).len(), 2);
+    assert_eq!(keep(&["test[-.]fs-stat"]), ["parallel/test-fs-stat.js"]);
+    assert_eq!(keep(&["test-fs-sta[]t]"]), ["parallel/test-fs-stat.js"]);
+    let err = Filter::new(&["test-[a-f".into()]).unwrap_err();
+    assert!(format!("{err}").contains("no ']' closes"), "{err}");
     let f = Filter::new(&["test-nothing-*".into(), "test-fs-*".into()]).unwrap();
     assert_eq!(f.unused(&tests), ["test-nothing-*"]);
     assert!(Filter::new(&[" ".into()]).is_err());
