@@ -10,7 +10,8 @@ use nodeos_build::fetch::{self, Fetcher};
 use nodeos_build::util::{sha256_file, write_atomic};
 use nodeos_build::{Arch, Env};
 use qemu_tests::node_suite::{
-    self, protocol::RunOutcome, Event, Filter, NodeBuild, Suite, SuiteReport, SuiteRequest,
+    self, journal, protocol::RunOutcome, Event, Filter, Journal, NodeBuild, Suite, SuiteReport,
+    SuiteRequest,
 };
 use qemu_tests::QemuConfig;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,10 @@ pub struct NodeTestArgs {
     /// Fail when fewer of the files not on the known-failures list pass (percent)
     #[arg(long, value_name = "PERCENT", default_value_t = 95.0)]
     pub min_pass_rate: f64,
+    /// Discard the journal of earlier runs with the same node, tests, kernel,
+    /// jobs, timeout and memory, and run every selected file
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 /// The node one arch runs, with what the report says about it.
@@ -109,13 +114,27 @@ fn judge(r: &SuiteReport, min_pass_rate: f64) -> std::result::Result<(), String>
         RunEnd::Done => {}
         RunEnd::RunnerError(m) => return Err(format!("{}: the runner failed: {m}", r.arch)),
         RunEnd::GuestFailed(m) => {
+            let kept = match &r.journal {
+                Some(j) => format!(
+                    "; the {} results that came are kept in {}: run the same command again to run only the rest",
+                    r.files.iter().filter(|f| f.result.is_some()).count() - j.resumed,
+                    j.path.display()
+                ),
+                None => String::new(),
+            };
             return Err(format!(
-                "{}: the guest stopped before the runner finished: {} (console log: {})",
+                "{}: the guest stopped before the runner finished: {} (console log: {}){kept}",
                 r.arch,
                 m.lines().next().unwrap_or(""),
                 r.log_path.display()
-            ))
+            ));
         }
+    }
+    if let Some(e) = r.journal.as_ref().and_then(|j| j.write_error.as_ref()) {
+        return Err(format!(
+            "{}: writing the journal failed ({e}): this run's results are reported above but will run again next time",
+            r.arch
+        ));
     }
     match r.counts().pass_rate() {
         Some(rate) if rate + 1e-9 < min_pass_rate => Err(format!(
@@ -128,7 +147,7 @@ fn judge(r: &SuiteReport, min_pass_rate: f64) -> std::result::Result<(), String>
 
 fn run_arch(env: &Env, a: &NodeTestArgs, arch: Arch, jobs: usize) -> Result<SuiteReport> {
     let node = node_under_test(env, a.node.as_deref(), arch)?;
-    let source_root = test_tree(env, &node.version)?;
+    let tests = test_tree(env, &node.version)?;
     let bzimage = match &a.kernel {
         Some(p) => {
             kernel::check_user_bzimage_for(p, arch)?;
@@ -153,7 +172,7 @@ fn run_arch(env: &Env, a: &NodeTestArgs, arch: Arch, jobs: usize) -> Result<Suit
         build: NodeBuild::Nodeos,
         node_label: node.label.clone(),
         version: node.version.clone(),
-        source_root,
+        source_root: tests.root,
         suites,
         filter: Filter::new(&a.filter)?,
         only: a.ci_subset.then(node_suite::ci_subset),
@@ -162,14 +181,54 @@ fn run_arch(env: &Env, a: &NodeTestArgs, arch: Arch, jobs: usize) -> Result<Suit
         work_dir: env.artifact_dir(arch).join("node-test"),
         compression: initramfs::DEFAULT_COMPRESSION,
     };
-    eprintln!(
-        "node-test {arch}: {} with Node {}'s tests, {jobs} at a time; console log {}",
-        node.label,
-        node.version,
-        req.qemu.log_path().display()
-    );
+    let key = journal::run_key(&journal::RunKeyInputs {
+        arch,
+        node_sha256: &node_sha,
+        tests_source: &format!("node source tarball sha256 {}", tests.tarball_sha256),
+        kernel_sha256: &sha256_file(&bzimage)?,
+        jobs,
+        timeout: req.timeout.mul_f64(qemu_tests::timeout_multiplier()?),
+        memory_mib: a.memory,
+    });
+    let mut journal = Journal::open(&journal_dir(env, arch), &key, a.fresh)?;
+    for w in &journal.warnings {
+        eprintln!("warning: {w}");
+    }
+    let plan = node_suite::plan_run(&req, Some(&journal))?;
+    let selected = plan.selection.run.len();
+    if plan.journaled > 0 {
+        eprintln!(
+            "node-test {arch}: resuming: {} of {selected} files already run (journal {}); running {}{}",
+            plan.journaled,
+            journal.path().display(),
+            plan.to_run.len(),
+            if plan.to_run.is_empty() {
+                ": no guest boots, the report is the journal's (--fresh runs everything again)"
+            } else {
+                " (--fresh runs everything again)"
+            }
+        );
+    } else {
+        eprintln!(
+            "node-test {arch}: {selected} files; results are journaled in {} as they come",
+            journal.path().display()
+        );
+    }
+    if !plan.to_run.is_empty() {
+        eprintln!(
+            "node-test {arch}: {} with Node {}'s tests, {jobs} at a time; console log {}",
+            node.label,
+            node.version,
+            req.qemu.log_path().display()
+        );
+    }
     let mut progress = Progress::new(arch);
-    node_suite::run_suite(&req, &mut |ev| progress.event(ev))
+    node_suite::run_plan(&req, plan, Some(&mut journal), &mut |ev| progress.event(ev))
+}
+
+/// Where each arch's journals go, one file per run key.
+fn journal_dir(env: &Env, arch: Arch) -> PathBuf {
+    env.target_dir.join("node-test").join(arch.name())
 }
 
 /// Prints a line per failing file as it comes and a count now and then.
@@ -307,9 +366,16 @@ fn binary_version(path: &Path) -> Result<String> {
     Ok(v)
 }
 
+/// An extracted `test/` tree and the tarball it is from.
+struct TestTree {
+    /// Holds `test/`.
+    root: PathBuf,
+    tarball_sha256: String,
+}
+
 /// `test/` of the source tarball of Node `version` (fetched if needed),
 /// extracted once per tarball under the cache dir.
-fn test_tree(env: &Env, version: &str) -> Result<PathBuf> {
+fn test_tree(env: &Env, version: &str) -> Result<TestTree> {
     let major = version.split('.').next().unwrap_or(version);
     let m = node_static::version(major)?.manifest.clone();
     let chosen = fetch::choose(env, &m, "node")?;
@@ -334,7 +400,10 @@ fn test_tree(env: &Env, version: &str) -> Result<PathBuf> {
         eprintln!("extracting test/ from {}", tarball.display());
         node_suite::source::extract_tests(&tarball, &dest)?;
     }
-    Ok(dest)
+    Ok(TestTree {
+        root: dest,
+        tarball_sha256: resolved.main.sha256,
+    })
 }
 
 /// The last run's figures per arch, for `bench`.
@@ -348,7 +417,16 @@ pub struct Summary {
     #[serde(flatten)]
     pub counts: node_suite::report::Counts,
     pub pass_rate: Option<f64>,
+    /// This run's guest time (0 when the journal held every result).
     pub wall_secs: f64,
+    /// Files whose results came from the journal (earlier runs).
+    #[serde(default)]
+    pub from_journal: usize,
+    /// The journal's guest boots, this run's included, and their summed time.
+    #[serde(default)]
+    pub journal_sessions: usize,
+    #[serde(default)]
+    pub journal_secs: f64,
     pub jobs: usize,
     pub completed: bool,
 }
@@ -381,12 +459,36 @@ fn write_summary(env: &Env, r: &SuiteReport, a: &NodeTestArgs) -> Result<()> {
         counts: c,
         pass_rate: c.pass_rate(),
         wall_secs: r.wall.as_secs_f64(),
+        from_journal: r.journal.as_ref().map_or(0, |j| j.resumed),
+        journal_sessions: r.journal.as_ref().map_or(0, |j| j.sessions),
+        journal_secs: r
+            .journal
+            .as_ref()
+            .map_or(0.0, |j| j.total_time.as_secs_f64()),
         jobs: r.facts.as_ref().map(|f| f.jobs).unwrap_or(0),
         completed: r.end == node_suite::report::RunEnd::Done,
     };
     let path = summary_path(env, r.arch);
     write_atomic(&path, serde_json::to_string_pretty(&s)?.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The time of a run; of a resumed one, its journal's summed time with
+/// this run's share.
+fn time_cell(s: &Summary) -> String {
+    let d = |secs: f64| nodeos_build::util::fmt_duration(std::time::Duration::from_secs_f64(secs));
+    if s.from_journal == 0 {
+        d(s.wall_secs)
+    } else {
+        format!(
+            "{} over {} guest boots, this run {} ({} of {} files resumed from the journal)",
+            d(s.journal_secs),
+            s.journal_sessions,
+            d(s.wall_secs),
+            s.from_journal,
+            s.files - s.counts.skipped
+        )
+    }
 }
 
 /// The BENCHMARKS.md section: the last node-test run per arch.
@@ -410,7 +512,7 @@ pub fn bench_section(env: &Env, arches: &[Arch]) -> String {
                 s.pass_rate
                     .map(|r| format!("{r:.1}%"))
                     .unwrap_or("-".into()),
-                nodeos_build::util::fmt_duration(std::time::Duration::from_secs_f64(s.wall_secs)),
+                time_cell(&s),
                 s.jobs
             )),
             None => md.push_str(&format!(

@@ -8,6 +8,8 @@
 //! * [`expect`]: Node's own status files and our known-failures list for the
 //!   version (`node-suite/known-failures/<version>.status`), in Node's
 //!   status syntax ([`status`]), each of our entries with a one-word reason.
+//! * [`journal`]: each result appended to a file per run key as it comes;
+//!   a later run with the same key runs only the files it lacks.
 //! * [`archive`]: a second initramfs with the runner (`node-suite/runner.js`),
 //!   its plan and the tests, joined after the image's own archive; the image
 //!   is not changed. The kernel command line makes node run the runner.
@@ -17,6 +19,7 @@
 
 pub mod archive;
 pub mod expect;
+pub mod journal;
 pub mod protocol;
 pub mod report;
 pub mod run;
@@ -24,12 +27,14 @@ pub mod select;
 pub mod source;
 pub mod status;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
 pub use expect::{Expectations, NodeBuild};
+pub use journal::Journal;
 pub use protocol::Event;
 pub use report::{SuiteReport, Verdict};
 pub use select::{Filter, Suite, TestFile};
@@ -125,20 +130,159 @@ pub fn select_tests(req: &SuiteRequest, expectations: &Expectations) -> Result<S
     Ok(sel)
 }
 
-/// Writes the archive, boots, runs, judges.
-pub fn run_suite(req: &SuiteRequest, on_event: &mut dyn FnMut(&Event)) -> Result<SuiteReport> {
+/// What one run does: the selection, and which of its files run in the
+/// guest now (those the journal has no result for).
+pub struct RunPlan {
+    expectations: Expectations,
+    pub selection: Selection,
+    /// Files of `selection.run` whose results the journal already holds.
+    pub journaled: usize,
+    /// Files that go into the guest, in plan order (id = index).
+    pub to_run: Vec<TestFile>,
+}
+
+/// Selects the request's files and leaves out those `journal` holds a
+/// result for.
+pub fn plan_run(req: &SuiteRequest, journal: Option<&Journal>) -> Result<RunPlan> {
     let expectations = Expectations::load(&req.source_root, &req.suites, &req.version)?;
-    let sel = select_tests(req, &expectations)?;
-    if sel.run.is_empty() {
+    let selection = select_tests(req, &expectations)?;
+    if selection.run.is_empty() {
         bail!("no test file to run: every selected file is skipped by a status rule");
     }
+    let to_run: Vec<TestFile> = selection
+        .run
+        .iter()
+        .filter(|t| journal.is_none_or(|j| j.result(&t.name()).is_none()))
+        .cloned()
+        .collect();
+    Ok(RunPlan {
+        expectations,
+        journaled: selection.run.len() - to_run.len(),
+        selection,
+        to_run,
+    })
+}
+
+/// Writes the archive, boots, runs, judges: [`plan_run`] then
+/// [`run_plan`], without a journal.
+pub fn run_suite(req: &SuiteRequest, on_event: &mut dyn FnMut(&Event)) -> Result<SuiteReport> {
+    run_plan(req, plan_run(req, None)?, None, on_event)
+}
+
+/// What one boot gave.
+struct Boot {
+    run: run::GuestRun,
+    archive: initramfs::WriteStats,
+    /// By file name (`parallel/test-x.js`).
+    results: BTreeMap<String, protocol::TestResult>,
+    journal_error: Option<String>,
+}
+
+/// Runs `plan.to_run` in one boot (none when it is empty), appending each
+/// result to `journal` as it comes, and judges the whole selection: the
+/// results of this boot and the journal's.
+pub fn run_plan(
+    req: &SuiteRequest,
+    plan: RunPlan,
+    mut journal: Option<&mut Journal>,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<SuiteReport> {
+    let boot = if plan.to_run.is_empty() {
+        None
+    } else {
+        Some(boot_and_run(
+            req,
+            &plan.to_run,
+            journal.as_deref_mut(),
+            on_event,
+        )?)
+    };
+    let facts = match &boot {
+        Some(b) => b.run.facts.clone(),
+        None => journal.as_deref().and_then(|j| j.last_facts().cloned()),
+    };
+    let host = expect::host_vars(req.qemu.arch, req.build);
+    let vars = match &facts {
+        Some(f) => expect::guest_vars(&host, f),
+        None => host,
+    };
+    let mut files = Vec::new();
+    for (id, t) in plan.selection.run.iter().enumerate() {
+        let name = t.name();
+        let result = boot
+            .as_ref()
+            .and_then(|b| b.results.get(&name))
+            .or_else(|| journal.as_deref().and_then(|j| j.result(&name)))
+            .map(|r| protocol::TestResult { id, ..r.clone() });
+        let expected = plan.expectations.expected(t, &vars);
+        files.push(report::FileReport::judge(t.clone(), result, expected));
+    }
+    for (t, why) in plan.selection.skipped {
+        files.push(report::FileReport::skipped(t, why));
+    }
+    files.sort_by(|a, b| a.test.cmp(&b.test));
+    let node_label = match &facts {
+        Some(f) if f.version.trim_start_matches('v') != req.version => format!(
+            "{}, {} — NOT the version the tests are from ({})",
+            req.node_label, f.version, req.version
+        ),
+        Some(f) => format!("{}, {}", req.node_label, f.version),
+        None => req.node_label.clone(),
+    };
+    let journal = journal.map(|j| report::JournalUse {
+        path: j.path().to_owned(),
+        resumed: plan.journaled,
+        results: j.result_count(),
+        sessions: j.session_count(),
+        total_time: j.total_time(),
+        write_error: boot.as_ref().and_then(|b| b.journal_error.clone()),
+    });
+    Ok(match boot {
+        Some(b) => SuiteReport {
+            arch: req.qemu.arch,
+            node_label,
+            facts,
+            files,
+            end: b.run.end,
+            booted: true,
+            wall: b.run.wall,
+            boot: b.run.boot,
+            log_path: b.run.log_path,
+            archive_bytes: b.archive.bytes_written,
+            archive_uncompressed: b.archive.bytes_uncompressed,
+            journal,
+        },
+        None => SuiteReport {
+            arch: req.qemu.arch,
+            node_label,
+            facts,
+            files,
+            end: report::RunEnd::Done,
+            booted: false,
+            wall: Duration::ZERO,
+            boot: None,
+            log_path: req.qemu.log_path(),
+            archive_bytes: 0,
+            archive_uncompressed: 0,
+            journal,
+        },
+    })
+}
+
+/// Packs `to_run`, boots, and collects the results, journaling each.
+fn boot_and_run(
+    req: &SuiteRequest,
+    to_run: &[TestFile],
+    mut journal: Option<&mut Journal>,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Boot> {
     let multiplier = crate::timeout_multiplier()?;
     let plan = archive::GuestPlan {
         jobs: req.jobs,
         timeout: req.timeout.mul_f64(multiplier),
-        tests: sel.run.clone(),
+        tests: to_run.to_vec(),
     };
-    let fixtures = select::fixture_needs(&req.source_root, &sel.run)?;
+    let fixtures = select::fixture_needs(&req.source_root, to_run)?;
     std::fs::create_dir_all(&req.work_dir)
         .with_context(|| format!("creating {}", req.work_dir.display()))?;
     let test_archive = archive::write_test_archive(
@@ -159,47 +303,45 @@ pub fn run_suite(req: &SuiteRequest, on_event: &mut dyn FnMut(&Event)) -> Result
     cfg.initrd = joined;
     // `quiet`: kernel messages would otherwise land between runner lines.
     cfg.append_extra = format!("quiet {}", archive::kernel_args());
-    // The harness multiplies its own waits; the runner's timeout already is.
-    let run = run::run_guest(&cfg, req.timeout, on_event)?;
 
-    let host = expect::host_vars(req.qemu.arch, req.build);
-    let vars = match &run.facts {
-        Some(f) => expect::guest_vars(&host, f),
-        None => host,
+    let session = match journal.as_deref_mut() {
+        Some(j) => Some(j.begin_session()?),
+        None => None,
     };
-    let mut files = Vec::new();
-    let mut results = run.results;
-    for (id, t) in sel.run.iter().enumerate() {
-        let expected = expectations.expected(t, &vars);
-        files.push(report::FileReport::judge(
-            t.clone(),
-            results.remove(&id),
-            expected,
-        ));
+    let launched = Instant::now();
+    let mut journal_error = None;
+    // The harness multiplies its own waits; the runner's timeout already is.
+    let run = run::run_guest(&cfg, req.timeout, &mut |ev| {
+        if let (Some(j), Some(session)) = (journal.as_deref_mut(), session) {
+            let written = match ev {
+                Event::Hello(f) => j.record_facts(session, f),
+                Event::Result(r) => match to_run.get(r.id) {
+                    Some(t) => j.record_result(session, &t.name(), launched.elapsed(), r),
+                    None => Ok(()),
+                },
+                _ => Ok(()),
+            };
+            if let Err(e) = written {
+                journal_error.get_or_insert(format!("{e:#}"));
+            }
+        }
+        on_event(ev)
+    })?;
+    if let (Some(j), Some(session)) = (journal, session)
+        && let Err(e) = j.end_session(session, run.wall)
+    {
+        journal_error.get_or_insert(format!("{e:#}"));
     }
-    for (t, why) in sel.skipped {
-        files.push(report::FileReport::skipped(t, why));
-    }
-    files.sort_by(|a, b| a.test.cmp(&b.test));
-    let node_label = match &run.facts {
-        Some(f) if f.version.trim_start_matches('v') != req.version => format!(
-            "{}, {} — NOT the version the tests are from ({})",
-            req.node_label, f.version, req.version
-        ),
-        Some(f) => format!("{}, {}", req.node_label, f.version),
-        None => req.node_label.clone(),
-    };
-    Ok(SuiteReport {
-        arch: req.qemu.arch,
-        node_label,
-        facts: run.facts,
-        files,
-        end: run.end,
-        wall: run.wall,
-        boot: run.boot,
-        log_path: run.log_path,
-        archive_bytes: test_archive.stats.bytes_written,
-        archive_uncompressed: test_archive.stats.bytes_uncompressed,
+    let results = run
+        .results
+        .iter()
+        .filter_map(|(id, r)| to_run.get(*id).map(|t| (t.name(), r.clone())))
+        .collect();
+    Ok(Boot {
+        run,
+        archive: test_archive.stats,
+        results,
+        journal_error,
     })
 }
 

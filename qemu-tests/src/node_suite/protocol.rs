@@ -41,7 +41,7 @@ pub struct PlanEntry {
 
 /// What the runner found out about the node and the guest before the
 /// first test.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GuestFacts {
     pub protocol: u32,
     /// `process.version`, e.g. `v18.20.4`.

@@ -142,7 +142,10 @@ pub struct SuiteReport {
     pub facts: Option<GuestFacts>,
     pub files: Vec<FileReport>,
     pub end: RunEnd,
-    /// From QEMU's start to its exit.
+    /// Whether a guest ran any test now; not when the journal held every
+    /// result.
+    pub booted: bool,
+    /// From QEMU's start to its exit (zero without a boot).
     pub wall: Duration,
     /// From QEMU's start to the runner's hello.
     pub boot: Option<Duration>,
@@ -150,6 +153,26 @@ pub struct SuiteReport {
     /// Size of the test archive (as written, and uncompressed).
     pub archive_bytes: u64,
     pub archive_uncompressed: u64,
+    /// The journal the run read and appended to, if any.
+    pub journal: Option<JournalUse>,
+}
+
+/// What a run took from its journal, and the journal's figures after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalUse {
+    pub path: PathBuf,
+    /// Files of this report whose results are from earlier sessions.
+    pub resumed: usize,
+    /// Results it holds now (any file, this run's included).
+    pub results: usize,
+    /// Guest boots it has seen, this run's included.
+    pub sessions: usize,
+    /// Their summed wall time (a boot cut off counts up to its last
+    /// result).
+    pub total_time: Duration,
+    /// Appending failed: results after it are in this report, not in the
+    /// journal.
+    pub write_error: Option<String>,
 }
 
 /// Counts per verdict.
@@ -443,16 +466,42 @@ impl fmt::Display for SuiteReport {
                     .join(", ")
             )?;
         }
-        write!(f, "  time {:.1} s", self.wall.as_secs_f64())?;
-        if let Some(b) = self.boot {
-            write!(f, " (boot to runner {:.1} s)", b.as_secs_f64())?;
+        if self.booted {
+            write!(f, "  time of this run {:.1} s", self.wall.as_secs_f64())?;
+            if let Some(b) = self.boot {
+                write!(f, " (boot to runner {:.1} s)", b.as_secs_f64())?;
+            }
+            writeln!(
+                f,
+                "; test archive {:.1} MB ({:.1} MB unpacked)",
+                self.archive_bytes as f64 / 1e6,
+                self.archive_uncompressed as f64 / 1e6
+            )?;
+        } else {
+            writeln!(
+                f,
+                "  time of this run: none, no guest booted (every result from the journal)"
+            )?;
         }
-        writeln!(
-            f,
-            "; test archive {:.1} MB ({:.1} MB unpacked)",
-            self.archive_bytes as f64 / 1e6,
-            self.archive_uncompressed as f64 / 1e6
-        )?;
+        if let Some(j) = &self.journal {
+            writeln!(
+                f,
+                "  journal {}: {} of these {} results from earlier runs; it holds {} results from {} guest boot{} taking {:.1} s in all",
+                j.path.display(),
+                j.resumed,
+                self.files.len() - self.counts().skipped,
+                j.results,
+                j.sessions,
+                if j.sessions == 1 { "" } else { "s" },
+                j.total_time.as_secs_f64()
+            )?;
+            if let Some(e) = &j.write_error {
+                writeln!(
+                    f,
+                    "  THE JOURNAL MISSES RESULTS OF THIS RUN (writing failed: {e}); they run again next time"
+                )?;
+            }
+        }
         match &self.end {
             RunEnd::Done => {}
             RunEnd::RunnerError(m) => writeln!(f, "  THE RUNNER FAILED: {m}")?,
@@ -462,7 +511,11 @@ impl fmt::Display for SuiteReport {
                 m.lines().next().unwrap_or("")
             )?,
         }
-        write!(f, "  console log: {}", self.log_path.display())
+        if self.booted {
+            write!(f, "  console log: {}", self.log_path.display())
+        } else {
+            write!(f, "  console log: none (no guest booted)")
+        }
     }
 }
 

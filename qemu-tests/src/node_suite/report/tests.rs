@@ -79,11 +79,13 @@ fn sample() -> SuiteReport {
         facts: None,
         files,
         end: RunEnd::Done,
+        booted: true,
         wall: Duration::from_secs(90),
         boot: Some(Duration::from_secs(3)),
         log_path: "/logs/node-test.log".into(),
         archive_bytes: 1_500_000,
         archive_uncompressed: 4_000_000,
+        journal: None,
     }
 }
 
@@ -184,7 +186,45 @@ fn summary_names_every_count() {
         s.contains("expected failures by reason: needs-proc 1, needs-tmp 1"),
         "{s}"
     );
-    assert!(s.contains("time 90.0 s (boot to runner 3.0 s)"), "{s}");
+    assert!(
+        s.contains("time of this run 90.0 s (boot to runner 3.0 s)"),
+        "{s}"
+    );
+    assert!(s.contains("console log: /logs/node-test.log"), "{s}");
+    assert!(!s.contains("journal"), "{s}");
+}
+
+#[test]
+fn summary_of_a_run_from_the_journal_alone_says_so() {
+    let mut r = sample();
+    r.booted = false;
+    r.wall = Duration::ZERO;
+    r.boot = None;
+    r.journal = Some(JournalUse {
+        path: "/j/k.jsonl".into(),
+        resumed: 6,
+        results: 9,
+        sessions: 2,
+        total_time: Duration::from_millis(123_400),
+        write_error: None,
+    });
+    let s = r.to_string();
+    assert!(
+        s.contains("time of this run: none, no guest booted (every result from the journal)"),
+        "{s}"
+    );
+    assert!(
+        s.contains("journal /j/k.jsonl: 6 of these 6 results from earlier runs; it holds 9 results from 2 guest boots taking 123.4 s in all"),
+        "{s}"
+    );
+    assert!(s.contains("console log: none (no guest booted)"), "{s}");
+    assert!(!s.contains("MISSES"), "{s}");
+    r.journal.as_mut().unwrap().write_error = Some("disk full".into());
+    assert!(
+        r.to_string()
+            .contains("THE JOURNAL MISSES RESULTS OF THIS RUN (writing failed: disk full)"),
+        "{r}"
+    );
 }
 
 #[test]
