@@ -187,7 +187,7 @@ fn run_arch(env: &Env, a: &NodeTestArgs, arch: Arch, jobs: usize) -> Result<Suit
         tests_source: &format!("node source tarball sha256 {}", tests.tarball_sha256),
         kernel_sha256: &sha256_file(&bzimage)?,
         jobs,
-        timeout: req.timeout.mul_f64(qemu_tests::timeout_multiplier()?),
+        timeout: req.runner_timeout()?,
         memory_mib: a.memory,
     });
     let mut journal = Journal::open(&journal_dir(env, arch), &key, a.fresh)?;

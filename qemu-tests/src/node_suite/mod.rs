@@ -73,6 +73,14 @@ pub struct SuiteRequest {
     pub compression: initramfs::Compression,
 }
 
+impl SuiteRequest {
+    /// The timeout per test file the runner applies: [`Self::timeout`]
+    /// times `NODEOS_TIMEOUT_MULTIPLIER`.
+    pub fn runner_timeout(&self) -> Result<Duration> {
+        Ok(self.timeout.mul_f64(crate::timeout_multiplier()?))
+    }
+}
+
 /// The files a request selects, in order, and those skipped by a status
 /// rule (with why).
 pub struct Selection {
@@ -276,10 +284,9 @@ fn boot_and_run(
     mut journal: Option<&mut Journal>,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Boot> {
-    let multiplier = crate::timeout_multiplier()?;
     let plan = archive::GuestPlan {
         jobs: req.jobs,
-        timeout: req.timeout.mul_f64(multiplier),
+        timeout: req.runner_timeout()?,
         tests: to_run.to_vec(),
     };
     let fixtures = select::fixture_needs(&req.source_root, to_run)?;
