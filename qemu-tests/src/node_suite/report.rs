@@ -333,6 +333,15 @@ impl SuiteReport {
         }
     }
 
+    /// The time the whole report took: this run's, or when results came
+    /// from the journal, the journal's summed time (this run included).
+    pub fn suite_time(&self) -> Duration {
+        match &self.journal {
+            Some(j) if j.resumed > 0 => j.total_time,
+            _ => self.wall,
+        }
+    }
+
     /// One `<testsuite>` element.
     pub fn junit_suite(&self, out: &mut String) {
         let c = self.counts();
@@ -343,7 +352,7 @@ impl SuiteReport {
             self.files.len(),
             c.failed + c.no_result,
             c.skipped + c.expected_failures + c.flaky_failures,
-            self.wall.as_secs_f64()
+            self.suite_time().as_secs_f64()
         );
         for f in &self.files {
             let secs = f

@@ -218,6 +218,11 @@ fn summary_of_a_run_from_the_journal_alone_says_so() {
         "{s}"
     );
     assert!(s.contains("console log: none (no guest booted)"), "{s}");
+    let doc = junit(std::slice::from_ref(&r));
+    assert!(
+        doc.contains("time=\"123.400\">"),
+        "the journal's time: {doc}"
+    );
     assert!(!s.contains("MISSES"), "{s}");
     r.journal.as_mut().unwrap().write_error = Some("disk full".into());
     assert!(
