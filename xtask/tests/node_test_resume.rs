@@ -27,6 +27,13 @@ fn node_test(target: &Path, filter: &str, extra: &[&str]) -> Run {
         out: String::from_utf8_lossy(&o.stdout).into_owned(),
         err: String::from_utf8_lossy(&o.stderr).into_owned(),
     };
+    // What each run said, for `--nocapture`.
+    println!(
+        "$ cargo xtask node-test --filter '{filter}' {}\n{}{}",
+        extra.join(" "),
+        run.err,
+        run.out
+    );
     if run.err.contains("NO STATIC NODE") {
         panic!(
             "NOT RUN: this test needs the static x86_64 node; build it with `cargo xtask node --arch x86_64`:\n{}",
