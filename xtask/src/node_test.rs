@@ -55,7 +55,7 @@ pub struct NodeTestArgs {
     #[arg(long, value_name = "PERCENT", default_value_t = 95.0)]
     pub min_pass_rate: f64,
     /// Discard the journal of earlier runs with the same node, tests, kernel,
-    /// jobs, timeout and memory, and run every selected file
+    /// jobs, timeout, memory and accelerator, and run every selected file
     #[arg(long)]
     pub fresh: bool,
 }
@@ -189,6 +189,7 @@ fn run_arch(env: &Env, a: &NodeTestArgs, arch: Arch, jobs: usize) -> Result<Suit
         jobs,
         timeout: req.runner_timeout()?,
         memory_mib: a.memory,
+        accel: qemu_tests::AccelChoice::resolve(req.qemu.accel)?.accel,
     });
     let mut journal = Journal::open(&journal_dir(env, arch), &key, a.fresh)?;
     for w in &journal.warnings {

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::archive::RUNNER_JS;
 use super::protocol::{GuestFacts, PROTOCOL, RunOutcome, TestResult};
-use crate::Arch;
+use crate::{Accel, Arch};
 
 /// Bumped when the journal's records change in a way the key's other
 /// inputs do not show.
@@ -52,6 +52,8 @@ pub struct RunKeyInputs<'a> {
     pub timeout: Duration,
     /// Guest RAM: tests run side by side, each a node.
     pub memory_mib: u32,
+    /// KVM or TCG, resolved: TCG's pace decides what times out.
+    pub accel: Accel,
 }
 
 /// The run key: a sha256 over labelled, length-prefixed fields (the
@@ -69,7 +71,8 @@ pub fn run_key(i: &RunKeyInputs) -> Key {
         )
         .str("jobs", &i.jobs.to_string())
         .str("timeout-ms", &i.timeout.as_millis().to_string())
-        .str("memory-mib", &i.memory_mib.to_string());
+        .str("memory-mib", &i.memory_mib.to_string())
+        .str("accel", i.accel.qemu_name());
     k
 }
 

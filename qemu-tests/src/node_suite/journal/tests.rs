@@ -11,6 +11,7 @@ fn inputs(jobs: usize) -> RunKeyInputs<'static> {
         jobs,
         timeout: Duration::from_secs(360),
         memory_mib: 1024,
+        accel: crate::Accel::Tcg,
     }
 }
 
@@ -231,6 +232,10 @@ fn every_input_is_part_of_the_key() {
         },
         RunKeyInputs {
             memory_mib: 512,
+            ..inputs(2)
+        },
+        RunKeyInputs {
+            accel: crate::Accel::Kvm,
             ..inputs(2)
         },
     ];
