@@ -524,3 +524,38 @@ pub fn bench_section(env: &Env, arches: &[Arch]) -> String {
     }
     md
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(from_journal: usize) -> Summary {
+        Summary {
+            arch: "x86_64".into(),
+            node: "NodeOS static node".into(),
+            selection: "test/parallel".into(),
+            files: 12,
+            counts: node_suite::report::Counts {
+                passed: 10,
+                skipped: 2,
+                ..Default::default()
+            },
+            pass_rate: Some(100.0),
+            wall_secs: 90.0,
+            from_journal,
+            journal_sessions: if from_journal > 0 { 3 } else { 1 },
+            journal_secs: 4000.0,
+            jobs: 2,
+            completed: true,
+        }
+    }
+
+    #[test]
+    fn bench_time_of_a_resumed_run_is_the_journals_with_this_runs_share() {
+        assert_eq!(time_cell(&summary(0)), "1m 30s");
+        assert_eq!(
+            time_cell(&summary(4)),
+            "1h 06m 40s over 3 guest boots, this run 1m 30s (4 of 10 files resumed from the journal)"
+        );
+    }
+}
