@@ -136,22 +136,42 @@ fn check_dir(env: &Env, jobs: usize) -> PathBuf {
     env.target_dir.join("model-check").join(format!("j{jobs}"))
 }
 
-/// The contention factor from the kept -j1 and -j2 kernel records of the
-/// last check, if both are there (the same kernel key in both).
-fn kept_contention(env: &Env) -> Option<Contention> {
+/// The contention factor measured from a kept pair of -j1 and -j2 kernel
+/// builds of a check.
+struct KeptPair {
+    arch: String,
+    contention: Contention,
+}
+
+/// The kept pairs (the same kernel key built with -j1 and -j2), newest
+/// first.
+fn kept_pairs(env: &Env) -> Vec<KeptPair> {
     let outs = |jobs| check_dir(env, jobs).join("cache/out").join(kernel::PHASE);
-    let mut keys: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(outs(1))
-        .ok()?
+    let Ok(entries) = std::fs::read_dir(outs(1)) else {
+        return Vec::new();
+    };
+    let mut keys: Vec<(std::time::SystemTime, PathBuf)> = entries
         .flatten()
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
     keys.sort();
-    keys.iter().rev().find_map(|(_, serial)| {
-        let parallel = outs(2).join(serial.file_name()?);
-        let a = Record::read(&record_path(serial, KERNEL_STEP)).ok()?;
-        let b = Record::read(&record_path(&parallel, KERNEL_STEP)).ok()?;
-        contention(&a, &b)
-    })
+    keys.iter()
+        .rev()
+        .filter_map(|(_, serial)| {
+            let parallel = outs(2).join(serial.file_name()?);
+            let a = Record::read(&record_path(serial, KERNEL_STEP)).ok()?;
+            let b = Record::read(&record_path(&parallel, KERNEL_STEP)).ok()?;
+            Some(KeptPair {
+                arch: read_timings(serial)?.arch,
+                contention: contention(&a, &b)?,
+            })
+        })
+        .collect()
+}
+
+/// The contention factor of the newest kept pair.
+fn kept_contention(env: &Env) -> Option<Contention> {
+    kept_pairs(env).into_iter().next().map(|p| p.contention)
 }
 
 /// The kernel step whose jobs the check replays.
@@ -208,19 +228,32 @@ pub fn check_on_kernel(env: &Env, arch: Arch) -> Result<(String, PhaseRecord, Op
     }
     let c = contention(&measured[0].2, &measured[1].2);
     let factor = c.unwrap_or(Contention::NONE);
+    // A factor measured on another kernel's pair of builds: a check of the
+    // factor that does not use the builds it predicts.
+    let other = kept_pairs(env).into_iter().find(|p| p.arch != arch.name());
     let same = nodeos_build::util::sha256_file(&measured[0].3)?
         == nodeos_build::util::sha256_file(&measured[1].3)?;
     let mut md = String::new();
     let _ = writeln!(md, "Model check on the {arch} kernel's `make bzImage` (cold, scratch caches, this machine; bzImage identical across the two builds: {same}). The contention factor comes from the same two builds (per-compile times), so the check tests the replay of the dependencies and of the workers; \"alone\" is the replay with jobs as fast side by side as alone:\n");
-    let _ = writeln!(md, "| record used | workers | predicted | error | alone | error | measured (`make -jN`) |\n| --- | --- | --- | --- | --- | --- | --- |");
+    if let Some(o) = &other {
+        let _ = writeln!(md, "The last column predicts with the factor measured on the {} kernel's builds instead ({:.3}, {} compiles).\n", o.arch, o.contention.factor, o.contention.compiles);
+    }
+    let cross_head = other
+        .as_ref()
+        .map_or(String::new(), |o| format!(" {} factor | error |", o.arch));
+    let _ = writeln!(md, "| record used | workers | predicted | error | alone | error | measured (`make -jN`) |{cross_head}\n| --- | --- | --- | --- | --- | --- | --- |{}", if other.is_some() { " --- | --- |" } else { "" });
     for (from_jobs, _, record, _) in &measured {
         let g = graph(record);
         for (jobs, secs, _, _) in &measured {
             let p = makespan_with(&g, *jobs, factor);
             let a = makespan(&g, *jobs);
+            let cross = other.as_ref().map_or(String::new(), |o| {
+                let x = makespan_with(&g, *jobs, o.contention);
+                format!(" {} | {:+.1}% |", dur(x), 100.0 * (x - secs) / secs)
+            });
             let _ = writeln!(
                 md,
-                "| -j{from_jobs} build ({} jobs) | {jobs} | {} | {:+.1}% | {} | {:+.1}% | {} |",
+                "| -j{from_jobs} build ({} jobs) | {jobs} | {} | {:+.1}% | {} | {:+.1}% | {} |{cross}",
                 record.jobs.len(),
                 dur(p),
                 100.0 * (p - secs) / secs,
