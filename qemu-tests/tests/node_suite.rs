@@ -38,6 +38,7 @@ fn request(
         node_label: "Debian's node, dynamically linked (CI stand-in)".into(),
         version: standin::STANDIN_VERSION.into(),
         source_root,
+        source_tarball: None,
         suites: vec![Suite::Parallel],
         filter: Filter::default(),
         only,

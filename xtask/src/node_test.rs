@@ -173,6 +173,7 @@ fn run_arch(env: &Env, a: &NodeTestArgs, arch: Arch, jobs: usize) -> Result<Suit
         node_label: node.label.clone(),
         version: node.version.clone(),
         source_root: tests.root,
+        source_tarball: Some(tests.tarball),
         suites,
         filter: Filter::new(&a.filter)?,
         only: a.ci_subset.then(node_suite::ci_subset),
@@ -371,6 +372,7 @@ fn binary_version(path: &Path) -> Result<String> {
 struct TestTree {
     /// Holds `test/`.
     root: PathBuf,
+    tarball: PathBuf,
     tarball_sha256: String,
 }
 
@@ -403,6 +405,7 @@ fn test_tree(env: &Env, version: &str) -> Result<TestTree> {
     }
     Ok(TestTree {
         root: dest,
+        tarball,
         tarball_sha256: resolved.main.sha256,
     })
 }

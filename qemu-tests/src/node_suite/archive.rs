@@ -3,6 +3,7 @@
 //! writer; and the boot archive made of the image's initramfs followed by
 //! it (the kernel unpacks concatenated archives one after the other).
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -61,6 +62,11 @@ impl GuestPlan {
     }
 }
 
+/// Bumped when what the archive packs beside the test files changes: a
+/// test's result depends on the files it can read, so it enters the run
+/// key (2: the files outside `test/` that tests read).
+pub const ARCHIVE_LAYOUT: u32 = 2;
+
 /// A written test archive.
 #[derive(Debug, Clone)]
 pub struct TestArchive {
@@ -71,12 +77,15 @@ pub struct TestArchive {
 
 /// Writes the test archive to `out`: `/node-test/runner.js`,
 /// `/node-test/plan.json`, `/node-test/test/common/**`, the planned test
-/// files and the fixtures they need. `work` holds the runner and plan
+/// files, the fixtures they need and `outside`: paths of the source tree
+/// outside `test/` (files or directories, present under `source_root`),
+/// at the same place under `/node-test`. `work` holds the runner and plan
 /// files the archive is written from.
 pub fn write_test_archive(
     source_root: &Path,
     plan: &GuestPlan,
     fixtures: FixtureNeeds,
+    outside: &BTreeSet<String>,
     work: &Path,
     out: &Path,
     compression: initramfs::Compression,
@@ -118,6 +127,13 @@ pub fn write_test_archive(
                 }
             }
         }
+    }
+    for path in outside {
+        add_tree(
+            &mut entries,
+            &source_root.join(path),
+            &format!("{GUEST_DIR}/{path}"),
+        )?;
     }
     for t in &plan.tests {
         let src = source_root.join(t.rel_path());

@@ -25,7 +25,7 @@ use anyhow::{Context as _, Result};
 use nodeos_build::Key;
 use serde::{Deserialize, Serialize};
 
-use super::archive::RUNNER_JS;
+use super::archive::{ARCHIVE_LAYOUT, RUNNER_JS};
 use super::protocol::{GuestFacts, PROTOCOL, RunOutcome, TestResult};
 use crate::{Accel, Arch};
 
@@ -65,6 +65,7 @@ pub fn run_key(i: &RunKeyInputs) -> Key {
         .str("tests-source", i.tests_source)
         .str("kernel-sha256", i.kernel_sha256)
         .str("protocol", &PROTOCOL.to_string())
+        .str("archive-layout", &ARCHIVE_LAYOUT.to_string())
         .str(
             "runner-sha256",
             &nodeos_build::util::sha256_bytes(RUNNER_JS.as_bytes()),

@@ -5,6 +5,8 @@
 //!   built from.
 //! * [`select`]: the test files of `test/parallel` (and `test/sequential`),
 //!   narrowed by `--filter`, and the fixtures they need.
+//! * [`outside`]: the files of the source tree outside `test/` that the
+//!   selected tests read, extracted from the same tarball when it has them.
 //! * [`expect`]: Node's own status files and our known-failures list for the
 //!   version (`node-suite/known-failures/<version>.status`), in Node's
 //!   status syntax ([`status`]), each of our entries with a one-word reason.
@@ -20,6 +22,7 @@
 pub mod archive;
 pub mod expect;
 pub mod journal;
+pub mod outside;
 pub mod protocol;
 pub mod report;
 pub mod run;
@@ -60,6 +63,10 @@ pub struct SuiteRequest {
     pub version: String,
     /// A Node source tree with `test/` (see [`source::extract_tests`]).
     pub source_root: PathBuf,
+    /// The tarball `source_root` was extracted from: the files outside
+    /// `test/` that tests read come from it ([`outside`]). `None`: only
+    /// `test/` is packed (a tree of a test's own making).
+    pub source_tarball: Option<PathBuf>,
     pub suites: Vec<Suite>,
     pub filter: Filter,
     /// Exactly these files (`parallel/test-x.js`), e.g. the CI subset;
@@ -195,12 +202,33 @@ pub fn run_plan(
     mut journal: Option<&mut Journal>,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<SuiteReport> {
+    let outside = match &req.source_tarball {
+        Some(tarball) => {
+            let listing = source::listing(tarball, &req.source_root)?;
+            let needs = outside::needs(&req.source_root, &listing, &plan.selection.run)?;
+            Some((tarball, listing, needs))
+        }
+        None => None,
+    };
     let boot = if plan.to_run.is_empty() {
         None
     } else {
+        let packed = match &outside {
+            Some((tarball, listing, needs)) => {
+                let wanted = plan
+                    .to_run
+                    .iter()
+                    .filter_map(|t| needs.get(&t.name()))
+                    .flat_map(|n| n.present.iter().cloned())
+                    .collect();
+                source::extract_outside(tarball, &req.source_root, listing, &wanted)?
+            }
+            None => Default::default(),
+        };
         Some(boot_and_run(
             req,
             &plan.to_run,
+            &packed,
             journal.as_deref_mut(),
             on_event,
         )?)
@@ -223,7 +251,11 @@ pub fn run_plan(
             .or_else(|| journal.as_deref().and_then(|j| j.result(&name)))
             .map(|r| protocol::TestResult { id, ..r.clone() });
         let expected = plan.expectations.expected(t, &vars);
-        files.push(report::FileReport::judge(t.clone(), result, expected));
+        let mut file = report::FileReport::judge(t.clone(), result, expected);
+        if let Some(n) = outside.as_ref().and_then(|(_, _, needs)| needs.get(&name)) {
+            file.lacks = n.lacking.iter().cloned().collect();
+        }
+        files.push(file);
     }
     for (t, why) in plan.selection.skipped {
         files.push(report::FileReport::skipped(t, why));
@@ -281,6 +313,7 @@ pub fn run_plan(
 fn boot_and_run(
     req: &SuiteRequest,
     to_run: &[TestFile],
+    outside: &std::collections::BTreeSet<String>,
     mut journal: Option<&mut Journal>,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Boot> {
@@ -296,6 +329,7 @@ fn boot_and_run(
         &req.source_root,
         &plan,
         fixtures,
+        outside,
         &req.work_dir.join("archive-files"),
         &req.work_dir.join(format!(
             "node-test.cpio{}",

@@ -58,6 +58,8 @@ pub struct FileReport {
     pub expected: Expected,
     /// Why it was skipped.
     pub skip: Option<String>,
+    /// Paths outside `test/` it reads that the source tarball lacks.
+    pub lacks: Vec<String>,
 }
 
 impl FileReport {
@@ -84,6 +86,7 @@ impl FileReport {
             result,
             expected,
             skip: None,
+            lacks: Vec::new(),
         }
     }
 
@@ -94,6 +97,7 @@ impl FileReport {
             result: None,
             expected: Expected::default(),
             skip: Some(why),
+            lacks: Vec::new(),
         }
     }
 
@@ -249,6 +253,9 @@ impl SuiteReport {
                 f.test.name(),
                 f.outcome_text()
             );
+            for path in &f.lacks {
+                let _ = writeln!(out, "     needs {path}, which this source tarball lacks");
+            }
             if let Some(r) = &f.result {
                 for line in &r.tail {
                     let _ = writeln!(out, "     | {line}");

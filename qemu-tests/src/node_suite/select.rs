@@ -356,7 +356,7 @@ fn first_string_argument(rest: &str) -> Option<String> {
 
 /// Names of `test/common` modules a source requires (`../common/tls` →
 /// `tls`; `../common` itself is index.js, always packed).
-fn common_requires(source: &str) -> BTreeSet<String> {
+pub(super) fn common_requires(source: &str) -> BTreeSet<String> {
     COMMON_REQUIRE
         .captures_iter(source)
         .map(|c| c[1].to_owned())

@@ -281,6 +281,7 @@ fn request(source_root: &Path, work: &Path, filter: &[&str]) -> SuiteRequest {
         node_label: "test node".into(),
         version: "99.0.0".into(),
         source_root: source_root.to_owned(),
+        source_tarball: None,
         suites: vec![Suite::Parallel],
         filter: Filter::new(&filter.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap(),
         only: None,
