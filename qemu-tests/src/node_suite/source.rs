@@ -187,3 +187,6 @@ fn extract_missing(
     let _ = std::fs::remove_dir_all(&part);
     result
 }
+
+#[cfg(test)]
+mod tests;

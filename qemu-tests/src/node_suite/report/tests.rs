@@ -293,3 +293,36 @@ fn junit_document_escapes_and_counts() {
         7
     );
 }
+
+#[test]
+fn a_failure_names_the_paths_the_source_tarball_lacks() {
+    let mut r = sample();
+    let mut failing = FileReport::judge(
+        file("test-npm-version"),
+        Some(result(7, RunOutcome::Fail, &["Cannot find module"])),
+        Expected::default(),
+    );
+    failing.lacks = vec!["deps/npm/package.json".into()];
+    let mut passing = FileReport::judge(
+        file("test-eslint-x"),
+        Some(result(8, RunOutcome::Pass, &[])),
+        Expected::default(),
+    );
+    passing.lacks = vec!["tools/node_modules/eslint".into()];
+    r.files = vec![failing, passing];
+    let text = r.failures_text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            "FAIL x86_64 parallel/test-npm-version.js: fail (exit 1)",
+            "     needs deps/npm/package.json, which this source tarball lacks",
+            "     | Cannot find module",
+        ],
+        "{text}"
+    );
+    assert!(
+        !text.contains("eslint"),
+        "a passing file is not named: {text}"
+    );
+}
