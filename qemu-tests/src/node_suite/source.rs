@@ -179,8 +179,12 @@ fn extract_missing(
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("creating {}", parent.display()))?;
             }
-            std::fs::rename(part.join(p), &dest)
-                .with_context(|| format!("moving {p} into {}", root.display()))?;
+            if let Err(e) = std::fs::rename(part.join(p), &dest) {
+                // Another run on the same cache put it there first.
+                if dest.symlink_metadata().is_err() {
+                    return Err(e).with_context(|| format!("moving {p} into {}", root.display()));
+                }
+            }
         }
         Ok(())
     })();
