@@ -30,6 +30,9 @@ const PROTOCOL = 1;
 const PREFIX = '@@NODETEST ';
 // What tools/test.py reads from a test file (the first match counts).
 const FLAGS_RE = /\/\/\s+Flags:(.*)/;
+// How a test says it skipped itself (common.skip() prints `1..0 # Skipped:
+// why` and exits 0); tools/test.py reads the same from stdout.
+const SKIP_RE = /# SKIP\S*\s+(.*)/i;
 // Output kept per stream and child; only the tail is ever reported.
 const KEEP_BYTES = 64 * 1024;
 // Between SIGTERM (what test.py sends on timeout) and SIGKILL.
@@ -191,8 +194,12 @@ function runOne(plan, test, slot, serial) {
       else if (signal) outcome = 'crash';
       else if (exit !== 0) outcome = 'fail';
       else outcome = 'pass';
+      const skipped = outcome === 'pass' && SKIP_RE.exec(stdout.lines(50, 8192).join('\n'));
+      if (skipped) outcome = 'skip';
       const result = { outcome, ms, exit, signal, flags };
-      if (outcome !== 'pass') {
+      if (skipped) {
+        result.tail = [skipped[1].slice(0, 200)];
+      } else if (outcome !== 'pass') {
         const source = stderr.bytes > 0 ? stderr : stdout;
         result.tail = source.lines(plan.tail_lines, plan.tail_bytes);
         if (spawnError) result.tail.push(`runner: spawn failed: ${spawnError.message}`);

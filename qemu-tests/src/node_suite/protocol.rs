@@ -74,6 +74,9 @@ pub struct GuestFacts {
 pub enum RunOutcome {
     /// Exit status 0.
     Pass,
+    /// Exit status 0 after saying it skipped itself (`1..0 # Skipped: why`,
+    /// what tools/test.py reports as a skip); the reason is the tail's line.
+    Skip,
     /// Another exit status (or the process could not start).
     Fail,
     /// Killed by the runner after the timeout.
@@ -86,6 +89,7 @@ impl RunOutcome {
     pub fn word(self) -> &'static str {
         match self {
             RunOutcome::Pass => "pass",
+            RunOutcome::Skip => "skip",
             RunOutcome::Fail => "fail",
             RunOutcome::Timeout => "timeout",
             RunOutcome::Crash => "crash",
@@ -181,5 +185,73 @@ mod tests {
             "runner.js and protocol.rs disagree on the protocol version"
         );
         assert!(runner.contains(&format!("const PREFIX = '{LINE_PREFIX}';")));
+    }
+
+    /// The runner itself, under the host's node: a test that skips itself
+    /// the way `common.skip()` does comes back as a skip with its reason,
+    /// not as a pass.
+    #[test]
+    fn the_runner_tells_a_self_skip_from_a_pass() {
+        let Ok(out) = std::process::Command::new("node").arg("--version").output() else {
+            eprintln!("SKIPPED the_runner_tells_a_self_skip_from_a_pass: no `node` on this host");
+            return;
+        };
+        assert!(out.status.success());
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("test/parallel");
+        std::fs::create_dir_all(&t).unwrap();
+        for (name, body) in [
+            ("test-pass.js", "console.log('ok');\n"),
+            (
+                "test-skip.js",
+                "console.log('1..0 # Skipped: no widget here');\nprocess.exit(0);\n",
+            ),
+            ("test-fail.js", "process.exit(1);\n"),
+        ] {
+            std::fs::write(t.join(name), body).unwrap();
+        }
+        let plan = PlanFile {
+            protocol: PROTOCOL,
+            root: ".".into(),
+            jobs: 1,
+            timeout_ms: 60_000,
+            tail_lines: 10,
+            tail_bytes: 4096,
+            tests: ["test-pass.js", "test-skip.js", "test-fail.js"]
+                .iter()
+                .enumerate()
+                .map(|(id, f)| PlanEntry {
+                    id,
+                    file: format!("test/parallel/{f}"),
+                    parallel: true,
+                })
+                .collect(),
+        };
+        std::fs::write(
+            d.path().join("plan.json"),
+            serde_json::to_vec(&plan).unwrap(),
+        )
+        .unwrap();
+        let runner = d.path().join("runner.js");
+        std::fs::write(&runner, super::super::archive::RUNNER_JS).unwrap();
+        let out = std::process::Command::new("node")
+            .arg(&runner)
+            .arg(d.path().join("plan.json"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let results: Vec<TestResult> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(LINE_PREFIX))
+            .filter_map(|j| match Event::parse(j).unwrap() {
+                Event::Result(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        let by_id = |id| results.iter().find(|r| r.id == id).unwrap();
+        assert_eq!(by_id(0).outcome, RunOutcome::Pass, "{text}");
+        assert_eq!(by_id(1).outcome, RunOutcome::Skip, "{text}");
+        assert_eq!(by_id(1).tail, vec!["no widget here".to_string()]);
+        assert_eq!(by_id(2).outcome, RunOutcome::Fail, "{text}");
     }
 }

@@ -67,6 +67,7 @@ impl FileReport {
     pub fn judge(test: TestFile, result: Option<TestResult>, expected: Expected) -> FileReport {
         let verdict = match &result {
             None => Verdict::NoResult,
+            Some(r) if r.outcome == RunOutcome::Skip => Verdict::Skipped,
             Some(r) => {
                 let passed = r.outcome == RunOutcome::Pass;
                 let listed = !expected.listed.is_empty();
@@ -80,12 +81,16 @@ impl FileReport {
                 }
             }
         };
+        let skip = result
+            .as_ref()
+            .filter(|r| r.outcome == RunOutcome::Skip)
+            .map(|r| format!("skipped itself: {}", r.tail.first().map_or("", |s| s)));
         FileReport {
             test,
             verdict,
             result,
             expected,
-            skip: None,
+            skip,
             lacks: Vec::new(),
         }
     }

@@ -326,3 +326,24 @@ fn a_failure_names_the_paths_the_source_tarball_lacks() {
         "a passing file is not named: {text}"
     );
 }
+
+#[test]
+fn a_self_skip_is_a_skip_not_a_pass() {
+    let f = FileReport::judge(
+        file("test-eslint-x"),
+        Some(result(4, RunOutcome::Skip, &["ESLint must be present"])),
+        Expected::default(),
+    );
+    assert_eq!(f.verdict, Verdict::Skipped);
+    assert_eq!(
+        f.skip.as_deref(),
+        Some("skipped itself: ESLint must be present")
+    );
+    // Listed or not, it ran nothing: a skip.
+    let listed_skip = FileReport::judge(
+        file("test-listed"),
+        Some(result(5, RunOutcome::Skip, &["why"])),
+        listed(Reason::NeedsTool, false),
+    );
+    assert_eq!(listed_skip.verdict, Verdict::Skipped);
+}
