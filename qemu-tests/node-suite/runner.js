@@ -18,6 +18,9 @@
 //
 // It mounts nothing and creates no device nodes: a test that needs /proc,
 // /dev/null or /tmp fails here unless the node it runs on provides them.
+// The POSIX tools (/bin/sh, env, cat...) are there when the host packed
+// them (qemu-tests/src/node_suite/tools.rs); the kernel gives PID 1 no
+// PATH, so the tests get GUEST_PATH.
 'use strict';
 
 const fs = require('fs');
@@ -26,7 +29,7 @@ const net = require('net');
 const dns = require('dns');
 const { spawn } = require('child_process');
 
-const PROTOCOL = 1;
+const PROTOCOL = 2;
 const PREFIX = '@@NODETEST ';
 // What tools/test.py reads from a test file (the first match counts).
 const FLAGS_RE = /\/\/\s+Flags:(.*)/;
@@ -40,6 +43,8 @@ const KILL_GRACE_MS = 5000;
 // After a child exits, how long its pipes may stay open (a grandchild can
 // hold them) before they are cut.
 const DRAIN_MS = 1000;
+// Where the test tools are; as tools.rs's GUEST_PATH.
+const GUEST_PATH = '/usr/bin:/bin';
 
 function emit(event) {
   const json = JSON.stringify(event).replace(
@@ -106,6 +111,7 @@ async function facts(plan) {
     proc: fs.existsSync('/proc/self/stat'),
     devnull: fs.existsSync('/dev/null'),
     tmp: fs.existsSync('/tmp'),
+    sh: fs.existsSync('/bin/sh'),
     loopback: await loopbackWorks(),
     localhost: await localhostResolves(),
     icu: icuKind(),
@@ -163,7 +169,7 @@ function runOne(plan, test, slot, serial) {
       return;
     }
     const { flags, args } = commandFor(file, source);
-    const env = { ...process.env };
+    const env = { ...process.env, PATH: GUEST_PATH };
     delete env.NODE_PATH;
     delete env.NODE_REPL_EXTERNAL_MODULE;
     env.NODE_OPTIONS = '';

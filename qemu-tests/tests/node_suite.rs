@@ -46,6 +46,7 @@ fn request(
         timeout,
         work_dir: work.join(name),
         compression: initramfs::DEFAULT_COMPRESSION,
+        tools: Some(standin::test_tools(arch)),
     }
 }
 
@@ -79,6 +80,7 @@ fn ci_subset_passes_in_the_guest_with_the_debian_standin() {
     assert_eq!(facts.version, format!("v{}", standin::STANDIN_VERSION));
     assert_eq!(facts.arch, "x64");
     assert_eq!(facts.tests, subset.len());
+    assert!(facts.sh, "the test tools put /bin/sh in the guest");
     // Every planned file came back, in the order of events: start, result.
     let mut started_ids = BTreeMap::new();
     for ev in &events {
@@ -143,6 +145,10 @@ fn runner_in_the_guest_reports_timeout_crash_and_failure() {
         ),
         ("test-crash.js", "process.kill(process.pid, 'SIGSEGV');\n"),
         (
+            "test-tools.js",
+            "const cp = require('child_process');\nconst assert = require('assert');\nassert.strictEqual(cp.execSync('echo one two | grep -o two').toString(), 'two\\n');\nassert.strictEqual(cp.spawnSync('/usr/bin/env', ['cat'], { input: 'x' }).stdout.toString(), 'x');\nassert.strictEqual(cp.execFileSync('pwd', { cwd: '/node-test' }).toString(), '/node-test\\n');\n",
+        ),
+        (
             "test-flags.js",
             "// Flags: --expose-internals\nrequire('internal/errors');\n",
         ),
@@ -172,6 +178,12 @@ fn runner_in_the_guest_reports_timeout_crash_and_failure() {
     let outcome = |n: &str| by_name[n].result.as_ref().expect("a result").outcome;
     assert_eq!(outcome("test-pass"), RunOutcome::Pass);
     assert_eq!(outcome("test-flags"), RunOutcome::Pass);
+    assert_eq!(
+        outcome("test-tools"),
+        RunOutcome::Pass,
+        "the test tools run in the guest: {:?}",
+        by_name["test-tools"].result.as_ref().unwrap().tail
+    );
     assert_eq!(
         by_name["test-flags"].result.as_ref().unwrap().flags,
         ["--expose-internals"]

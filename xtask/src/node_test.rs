@@ -54,6 +54,11 @@ pub struct NodeTestArgs {
     /// Fail when fewer of the files not on the known-failures list pass (percent)
     #[arg(long, value_name = "PERCENT", default_value_t = 95.0)]
     pub min_pass_rate: f64,
+    /// Leave out the POSIX tools (a static busybox as /bin/sh, env, cat,
+    /// grep...) that the test archive carries by default: the tests then
+    /// see the bare image, node and /dev/console only
+    #[arg(long)]
+    pub no_tools: bool,
     /// Discard the journal of earlier runs with the same node, tests, kernel,
     /// jobs, timeout, memory and accelerator, and run every selected file
     #[arg(long)]
@@ -181,12 +186,24 @@ fn run_arch(env: &Env, a: &NodeTestArgs, arch: Arch, jobs: usize) -> Result<Suit
         timeout: node_suite::timeout_for_factor(a.timeout_factor),
         work_dir: env.artifact_dir(arch).join("node-test"),
         compression: initramfs::DEFAULT_COMPRESSION,
+        tools: if a.no_tools {
+            None
+        } else {
+            Some(node_suite::tools::fetch(env, arch)?)
+        },
     };
+    let tools_identity = req
+        .tools
+        .as_ref()
+        .map_or(node_suite::tools::NO_TOOLS_IDENTITY.to_owned(), |t| {
+            t.identity()
+        });
     let key = journal::run_key(&journal::RunKeyInputs {
         arch,
         node_sha256: &node_sha,
         tests_source: &format!("node source tarball sha256 {}", tests.tarball_sha256),
         kernel_sha256: &sha256_file(&bzimage)?,
+        tools: &tools_identity,
         jobs,
         timeout: req.runner_timeout()?,
         memory_mib: a.memory,
@@ -218,9 +235,13 @@ fn run_arch(env: &Env, a: &NodeTestArgs, arch: Arch, jobs: usize) -> Result<Suit
     }
     if !plan.to_run.is_empty() {
         eprintln!(
-            "node-test {arch}: {} with Node {}'s tests, {jobs} at a time; console log {}",
+            "node-test {arch}: {} with Node {}'s tests, {jobs} at a time, {}; console log {}",
             node.label,
             node.version,
+            match &req.tools {
+                Some(t) => format!("POSIX tools from busybox {} (test archive only)", t.version),
+                None => "no POSIX tools (--no-tools)".to_owned(),
+            },
             req.qemu.log_path().display()
         );
     }
@@ -258,7 +279,7 @@ impl Progress {
             Event::Hello(f) => {
                 self.planned = f.tests;
                 eprintln!(
-                    "  {}: runner up: node {} ({}) as pid {}; /proc {}, /dev/null {}, /tmp {}, loopback {}, localhost {}, ICU {}",
+                    "  {}: runner up: node {} ({}) as pid {}; /proc {}, /dev/null {}, /tmp {}, /bin/sh {}, loopback {}, localhost {}, ICU {}",
                     self.arch,
                     f.version,
                     f.arch,
@@ -266,6 +287,7 @@ impl Progress {
                     yes_no(f.proc),
                     yes_no(f.devnull),
                     yes_no(f.tmp),
+                    yes_no(f.sh),
                     yes_no(f.loopback),
                     yes_no(f.localhost),
                     f.icu

@@ -27,6 +27,7 @@ pub const GUEST_VARS: &[&str] = &[
     "proc",
     "devnull",
     "tmp",
+    "sh",
     "loopback",
     "localhost",
     "icu",
@@ -81,6 +82,7 @@ pub fn guest_vars(host: &Vars, facts: &GuestFacts) -> Vars {
     vars.insert("proc".into(), yes_no(facts.proc));
     vars.insert("devnull".into(), yes_no(facts.devnull));
     vars.insert("tmp".into(), yes_no(facts.tmp));
+    vars.insert("sh".into(), yes_no(facts.sh));
     vars.insert("loopback".into(), yes_no(facts.loopback));
     vars.insert("localhost".into(), yes_no(facts.localhost));
     vars.insert("icu".into(), facts.icu.clone());
@@ -303,6 +305,7 @@ mod tests {
             proc: false,
             devnull: false,
             tmp: false,
+            sh: false,
             loopback: true,
             localhost: false,
             icu: "small".into(),

@@ -45,6 +45,10 @@ pub struct RunKeyInputs<'a> {
     pub tests_source: &'a str,
     /// sha256 of the kernel the guest boots.
     pub kernel_sha256: &'a str,
+    /// The test tools in the guest ([`super::tools::TestTools::identity`],
+    /// or [`super::tools::NO_TOOLS_IDENTITY`]): with a shell, other tests
+    /// pass.
+    pub tools: &'a str,
     /// Tests at once in the guest: neighbours change timings and load.
     pub jobs: usize,
     /// Per test file, as the runner applies it (after
@@ -64,6 +68,7 @@ pub fn run_key(i: &RunKeyInputs) -> Key {
         .str("node-sha256", i.node_sha256)
         .str("tests-source", i.tests_source)
         .str("kernel-sha256", i.kernel_sha256)
+        .str("tools", i.tools)
         .str("protocol", &PROTOCOL.to_string())
         .str("archive-layout", &ARCHIVE_LAYOUT.to_string())
         .str(

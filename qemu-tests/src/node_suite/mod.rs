@@ -15,6 +15,9 @@
 //! * [`archive`]: a second initramfs with the runner (`node-suite/runner.js`),
 //!   its plan and the tests, joined after the image's own archive; the image
 //!   is not changed. The kernel command line makes node run the runner.
+//! * [`tools`]: a pinned static busybox with the POSIX commands Node's
+//!   tests run (`/bin/sh`, `env`, `cat`...), in an archive of its own joined
+//!   after the tests' (the test environment's, never the image's).
 //! * [`run`]: one boot; the runner's lines ([`protocol`]) read off the
 //!   serial console as they come.
 //! * [`report`]: verdict per file, summary, pass rate, TAP and JUnit XML.
@@ -29,6 +32,7 @@ pub mod run;
 pub mod select;
 pub mod source;
 pub mod status;
+pub mod tools;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -78,6 +82,9 @@ pub struct SuiteRequest {
     /// Where the plan, the test archive and the joined initrd go.
     pub work_dir: PathBuf,
     pub compression: initramfs::Compression,
+    /// The POSIX tools joined after the test archive; `None` runs the tests
+    /// on the bare image.
+    pub tools: Option<tools::TestTools>,
 }
 
 impl SuiteRequest {
@@ -339,6 +346,18 @@ fn boot_and_run(
     )?;
     let joined = req.work_dir.join("initrd-with-tests");
     archive::append_archive(&req.qemu.initrd, &test_archive.path, &joined)?;
+    let mut archive_stats = test_archive.stats;
+    if let Some(t) = &req.tools {
+        let tools_archive = req.work_dir.join(format!(
+            "test-tools.cpio{}",
+            req.compression.file_extension()
+        ));
+        let stats = tools::write_archive(t, &tools_archive, req.compression)?;
+        tools::append_in_place(&joined, &tools_archive)?;
+        archive_stats.bytes_written += stats.bytes_written;
+        archive_stats.bytes_uncompressed += stats.bytes_uncompressed;
+        archive_stats.entries += stats.entries;
+    }
 
     let mut cfg = req.qemu.clone();
     cfg.initrd = joined;
@@ -380,7 +399,7 @@ fn boot_and_run(
         .collect();
     Ok(Boot {
         run,
-        archive: test_archive.stats,
+        archive: archive_stats,
         results,
         journal_error,
     })

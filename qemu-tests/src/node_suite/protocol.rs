@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The version of the line format and of the plan.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
 /// Every runner line starts with this; the rest is one JSON object.
 pub const LINE_PREFIX: &str = "@@NODETEST ";
@@ -56,6 +56,9 @@ pub struct GuestFacts {
     pub devnull: bool,
     /// `/tmp` exists.
     pub tmp: bool,
+    /// `/bin/sh` exists (the test tools, [`super::tools`]).
+    #[serde(default)]
+    pub sh: bool,
     /// A TCP connection to 127.0.0.1 worked.
     pub loopback: bool,
     /// `dns.lookup('localhost')` answered (it needs `/etc/hosts`).
@@ -147,11 +150,14 @@ mod tests {
 
     #[test]
     fn runner_lines_parse() {
-        let hello = r#"{"ev":"hello","protocol":1,"version":"v18.20.4","arch":"x64","pid":1,"exec_path":"/init","proc":false,"devnull":false,"tmp":false,"loopback":false,"localhost":false,"icu":"small","inspector":true,"crypto":true,"jobs":2,"tests":3}"#;
+        let hello = r#"{"ev":"hello","protocol":2,"version":"v18.20.4","arch":"x64","pid":1,"exec_path":"/init","proc":false,"devnull":false,"tmp":false,"sh":true,"loopback":false,"localhost":false,"icu":"small","inspector":true,"crypto":true,"jobs":2,"tests":3}"#;
         let Event::Hello(f) = Event::parse(hello).unwrap() else {
             panic!("not hello")
         };
-        assert_eq!((f.pid, f.arch.as_str(), f.proc), (1, "x64", false));
+        assert_eq!(
+            (f.pid, f.arch.as_str(), f.proc, f.sh),
+            (1, "x64", false, true)
+        );
         assert_eq!(
             Event::parse(r#"{"ev":"start","id":7}"#).unwrap(),
             Event::Start { id: 7 }

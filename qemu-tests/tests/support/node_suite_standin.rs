@@ -170,6 +170,13 @@ pub fn standin_initramfs(arch: Arch, work: &Path) -> PathBuf {
     out
 }
 
+/// The POSIX tools node-test packs beside the tests (the pinned busybox,
+/// fetched if missing), as `cargo xtask node-test` does by default.
+pub fn test_tools(arch: Arch) -> qemu_tests::node_suite::tools::TestTools {
+    qemu_tests::node_suite::tools::fetch(&env(), arch)
+        .unwrap_or_else(|e| panic!("\n\n*** THE TEST TOOLS CANNOT BE FETCHED: {e:#}\n\n"))
+}
+
 /// A Node source tree with `test/` for `version`: the node-static
 /// manifest's tarball (fetched if missing), extracted under `work`.
 pub fn node_test_tree(version: &str, work: &Path) -> PathBuf {

@@ -8,6 +8,7 @@ fn inputs(jobs: usize) -> RunKeyInputs<'static> {
         node_sha256: "aa11",
         tests_source: "node source sha256 bb22",
         kernel_sha256: "cc33",
+        tools: "busybox sha256 dd44",
         jobs,
         timeout: Duration::from_secs(360),
         memory_mib: 1024,
@@ -25,6 +26,7 @@ fn facts(tests: usize) -> GuestFacts {
         proc: true,
         devnull: true,
         tmp: true,
+        sh: true,
         loopback: true,
         localhost: true,
         icu: "small".into(),
@@ -225,6 +227,10 @@ fn every_input_is_part_of_the_key() {
             kernel_sha256: "cc34",
             ..inputs(2)
         },
+        RunKeyInputs {
+            tools: crate::node_suite::tools::NO_TOOLS_IDENTITY,
+            ..inputs(2)
+        },
         inputs(1),
         RunKeyInputs {
             timeout: Duration::from_secs(361),
@@ -289,6 +295,7 @@ fn request(source_root: &Path, work: &Path, filter: &[&str]) -> SuiteRequest {
         timeout: Duration::from_secs(360),
         work_dir: work.join("work"),
         compression: initramfs::DEFAULT_COMPRESSION,
+        tools: None,
     }
 }
 
