@@ -258,6 +258,26 @@ mod tests {
         assert!(known_failures_text("0.0.1").is_none());
     }
 
+    /// The tests that run `/bin/sh` are known failures only where the guest
+    /// has no shell (`--no-tools`), judged from the runner's `sh` fact.
+    #[test]
+    fn shell_tests_are_listed_only_without_sh() {
+        let (origin, text) = known_failures_text("18.20.4").unwrap();
+        let ours = StatusFile::parse(text, &origin, StatusKind::KnownFailures, GUEST_VARS).unwrap();
+        let e = Expectations::from_files(vec![], Some(ours));
+        let host = host_vars(Arch::X86_64, NodeBuild::Nodeos);
+        let with = |sh: &str| {
+            let mut v = host.clone();
+            v.insert("sh".into(), sh.into());
+            v
+        };
+        let t = test_file("test-child-process-exec-encoding");
+        let listed = e.expected(&t, &with("no")).listed;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].0, Reason::NeedsTool);
+        assert!(e.expected(&t, &with("yes")).listed.is_empty());
+    }
+
     fn test_file(name: &str) -> TestFile {
         TestFile {
             suite: Suite::Parallel,
