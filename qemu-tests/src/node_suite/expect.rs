@@ -277,7 +277,7 @@ mod tests {
         assert_eq!(listed[0].0, Reason::NeedsTool);
         assert!(e.expected(&t, &with("yes")).listed.is_empty());
         // The rest of the list does not depend on the shell.
-        let npm = test_file("test-npm-install");
+        let npm = test_file("test-npm-version");
         assert_eq!(e.expected(&npm, &with("yes")).listed.len(), 1);
         assert_eq!(e.expected(&npm, &with("no")).listed.len(), 1);
     }
