@@ -44,8 +44,8 @@ pub fn unpack(ctx: &mut StepCtx, archive: &Path, dest: &Path) -> Result<()> {
 
 /// `tar -xf ARCHIVE -C DEST --no-same-owner`: the files belong to whoever
 /// builds, whatever owners the archive records (run as root, tar would
-/// otherwise give them the archive's uids).
-fn untar(archive: &Path, dest: &Path) -> Command {
+/// otherwise give them the archive's uids). Callers add member selection.
+pub fn untar(archive: &Path, dest: &Path) -> Command {
     let mut c = Command::new("tar");
     c.arg("-xf")
         .arg(archive)

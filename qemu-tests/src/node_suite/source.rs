@@ -36,11 +36,7 @@ pub fn extract_tests(tarball: &Path, dest: &Path) -> Result<()> {
     std::fs::create_dir_all(&part)?;
     // `*/test` is node-vX/test only: with --no-wildcards-match-slash the
     // star stops at a slash, so deps/*/test trees stay out.
-    let out = Command::new("tar")
-        .arg("-xf")
-        .arg(tarball)
-        .arg("-C")
-        .arg(&part)
+    let out = nodeos_build::tree::untar(tarball, &part)
         .args([
             "--strip-components=1",
             "--wildcards",
@@ -151,11 +147,7 @@ fn extract_missing(
     let part = root.join(format!(".outside.part-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&part);
     std::fs::create_dir_all(&part).with_context(|| format!("creating {}", part.display()))?;
-    let out = Command::new("tar")
-        .arg("-xf")
-        .arg(tarball)
-        .arg("-C")
-        .arg(&part)
+    let out = nodeos_build::tree::untar(tarball, &part)
         .args(["--strip-components=1", "--no-wildcards", "--"])
         .args(missing.iter().map(|p| format!("{}/{p}", listing.prefix)))
         .output()
