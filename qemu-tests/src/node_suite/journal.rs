@@ -82,7 +82,10 @@ pub fn run_key(i: &RunKeyInputs) -> Key {
     k
 }
 
-/// One line of the journal.
+/// One line of the journal. A result's fields are spelled out here rather
+/// than taken from the runner's `TestResult`: the journal is kept on disk
+/// across runs, and a change of the wire protocol must not change what an
+/// older journal line means without the run key noticing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "rec", rename_all = "lowercase")]
 enum Record {
