@@ -204,30 +204,34 @@ fn mode_of(path: &Path) -> Result<u32> {
     Ok(if mode & 0o111 != 0 { 0o755 } else { 0o644 })
 }
 
-/// Writes `image` then `extra` to `out`, with zero bytes between them so
-/// that `extra` starts at a multiple of 4 and at least 4 zeros follow the
-/// image. Why: the kernel only takes a cpio header at a 4-byte-aligned
-/// offset, skips zero padding between archives, and an LZ4 (legacy) stream
-/// has no end marker of its own: it ends at a zero chunk size, or runs on
-/// into the next archive and fails.
-pub fn append_archive(image: &Path, extra: &Path, out: &Path) -> Result<u64> {
+/// Writes `image` then each of `extras` to `out`, with zero bytes after
+/// every archive but the last so that the next starts at a multiple of 4
+/// and at least 4 zeros follow the one before. Why: the kernel only takes a
+/// cpio header at a 4-byte-aligned offset, skips zero padding between
+/// archives, and an LZ4 (legacy) stream has no end marker of its own: it
+/// ends at a zero chunk size, or runs on into the next archive and fails.
+pub fn append_archives(image: &Path, extras: &[&Path], out: &Path) -> Result<u64> {
     let tmp = out.with_extension("part");
     let result = (|| -> Result<u64> {
         let mut w = io::BufWriter::new(
             File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
         );
-        let image_len = io::copy(
+        let mut len = io::copy(
             &mut File::open(image).with_context(|| format!("opening {}", image.display()))?,
             &mut w,
         )?;
-        let pad = padding_after(image_len);
-        w.write_all(&vec![0u8; pad as usize])?;
-        let extra_len = io::copy(
-            &mut File::open(extra).with_context(|| format!("opening {}", extra.display()))?,
-            &mut w,
-        )?;
+        for extra in extras {
+            let pad = padding_after(len);
+            w.write_all(&vec![0u8; pad as usize])?;
+            len += pad
+                + io::copy(
+                    &mut File::open(extra)
+                        .with_context(|| format!("opening {}", extra.display()))?,
+                    &mut w,
+                )?;
+        }
         w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        Ok(image_len + pad + extra_len)
+        Ok(len)
     })();
     match result {
         Ok(len) => {
@@ -271,11 +275,29 @@ mod tests {
         );
         std::fs::write(&a, b"12345").unwrap();
         std::fs::write(&b, b"0707").unwrap();
-        let len = append_archive(&a, &b, &out).unwrap();
+        let len = append_archives(&a, &[&b], &out).unwrap();
         let bytes = std::fs::read(&out).unwrap();
         assert_eq!(len as usize, bytes.len());
         assert_eq!(bytes, b"12345\0\0\0\0\0\0\0\x30\x37\x30\x37");
         assert!(!dir.path().join("out.part").exists());
+    }
+
+    #[test]
+    fn each_extra_is_padded_after_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c, out) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+            dir.path().join("out"),
+        );
+        std::fs::write(&a, b"123456").unwrap();
+        std::fs::write(&b, b"0707").unwrap();
+        std::fs::write(&c, b"x").unwrap();
+        let len = append_archives(&a, &[&b, &c], &out).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(len as usize, bytes.len());
+        assert_eq!(bytes, b"123456\0\0\0\0\0\0\x30\x37\x30\x37\0\0\0\0x");
     }
 
     #[test]

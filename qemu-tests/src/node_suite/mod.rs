@@ -344,20 +344,22 @@ fn boot_and_run(
         )),
         req.compression,
     )?;
-    let joined = req.work_dir.join("initrd-with-tests");
-    archive::append_archive(&req.qemu.initrd, &test_archive.path, &joined)?;
     let mut archive_stats = test_archive.stats;
+    let mut extras = vec![test_archive.path.clone()];
     if let Some(t) = &req.tools {
         let tools_archive = req.work_dir.join(format!(
             "test-tools.cpio{}",
             req.compression.file_extension()
         ));
         let stats = tools::write_archive(t, &tools_archive, req.compression)?;
-        tools::append_in_place(&joined, &tools_archive)?;
         archive_stats.bytes_written += stats.bytes_written;
         archive_stats.bytes_uncompressed += stats.bytes_uncompressed;
         archive_stats.entries += stats.entries;
+        extras.push(tools_archive);
     }
+    let joined = req.work_dir.join("initrd-with-tests");
+    let extras: Vec<&Path> = extras.iter().map(PathBuf::as_path).collect();
+    archive::append_archives(&req.qemu.initrd, &extras, &joined)?;
 
     let mut cfg = req.qemu.clone();
     cfg.initrd = joined;

@@ -5,8 +5,6 @@
 //! link per applet the tests call, packed in an archive of its own that is
 //! joined after the test archive: TEST files only, the image is untouched.
 
-use std::fs::OpenOptions;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
@@ -120,28 +118,6 @@ pub fn write_archive(
     initramfs::write_archive_to_path(&entries(tools), &opts, out)
 }
 
-/// Appends `extra` to the boot archive `joined` in place, after the zero
-/// padding the kernel needs between archives
-/// ([`super::archive::padding_after`]). Returns the new length.
-pub fn append_in_place(joined: &Path, extra: &Path) -> Result<u64> {
-    let len = std::fs::metadata(joined)
-        .with_context(|| format!("reading {}", joined.display()))?
-        .len();
-    let mut w = OpenOptions::new()
-        .append(true)
-        .open(joined)
-        .with_context(|| format!("opening {}", joined.display()))?;
-    let pad = super::archive::padding_after(len);
-    w.write_all(&vec![0u8; pad as usize])?;
-    let extra_len = std::io::copy(
-        &mut std::fs::File::open(extra).with_context(|| format!("opening {}", extra.display()))?,
-        &mut w,
-    )
-    .with_context(|| format!("appending {} to {}", extra.display(), joined.display()))?;
-    w.sync_all()?;
-    Ok(len + pad + extra_len)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,18 +178,6 @@ mod tests {
             let dir = format!("/{}", link.rsplit_once('/').unwrap().0);
             assert!(dirs.contains(&dir.as_str()), "{dir} is on the PATH");
         }
-    }
-
-    #[test]
-    fn append_in_place_pads_then_appends() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        std::fs::write(&a, b"123456").unwrap();
-        std::fs::write(&b, b"0707").unwrap();
-        let len = append_in_place(&a, &b).unwrap();
-        let bytes = std::fs::read(&a).unwrap();
-        assert_eq!(len as usize, bytes.len());
-        assert_eq!(bytes, b"123456\0\0\0\0\0\0\x30\x37\x30\x37");
     }
 
     /// Each arch's pinned busybox (fetched if missing) is its sha256 and
