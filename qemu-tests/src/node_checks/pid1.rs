@@ -15,7 +15,7 @@ use std::process::Command;
 use super::{Expected, NodeExpectations, Probe, js_string, marker_js};
 
 /// Probes whose expected values hold only in a NodeOS guest.
-pub const GUEST_ONLY_KEYS: &[&str] = &["mounts", "nodeos", "castore", "orphans"];
+pub const GUEST_ONLY_KEYS: &[&str] = &["mounts", "nodeos", "castore", "orphans", "bindingpid1"];
 
 /// Node's bundled root store holds about 140 certificates (Mozilla's list);
 /// "well above 100", and a bound that a system store would not fit.
@@ -99,6 +99,14 @@ pub(super) fn probes(exp: &NodeExpectations) -> Vec<Probe> {
                 )
             },
             "7,1,2,3",
+        ),
+        // PID 1 loads the nodeos binding at start; any other node (a child
+        // here) must not, or its module list is not Node's own.
+        Probe::new(
+            "nodeos binding only in PID 1",
+            "bindingpid1",
+            "process.moduleLoadList.includes('Internal Binding nodeos')+','+require('child_process').execFileSync(process.execPath,['-p',\"process.moduleLoadList.includes('Internal Binding nodeos')\"]).toString().trim()",
+            Expected::Equals("true,false".into()),
         ),
         orphan_probe(dir),
         Probe::new(
