@@ -45,7 +45,7 @@ fn debian_tree_has_embedded_builtins() {
 
     let mut test_env = env.clone();
     test_env.cache_dir = root.path().join("cache");
-    let tree = common::prepared_tree(&test_env, &node, "debian");
+    let tree = common::prepared_tree(&test_env, &node, &recipe, "debian");
     let configure = std::fs::read_to_string(tree.join("configure.py")).unwrap();
     let node_gyp = std::fs::read_to_string(tree.join("node.gyp")).unwrap();
     for b in &variant.builtins {

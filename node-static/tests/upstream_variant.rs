@@ -1,18 +1,17 @@
-//! The upstream (nodejs.org) variant, as far as it goes without nodejs.org:
-//! the real manifest with its URL pointed at a local HTTP server serving a
-//! tarball assembled here. The download is verified, the tree unpacked, and
+//! The upstream (nodejs.org) variant of every declared Node version, as far
+//! as it goes without nodejs.org: the real sources file with its URL pointed
+//! at a local HTTP server serving a tarball assembled by the test. The download is verified, the tree unpacked, and
 //! none of the Debian restoration steps run.
 
+use node_static::NodeVersion;
 use nodeos_build::fetch::{self, Fetcher};
 use nodeos_build::{Arch, Env, Manifest};
 
 mod common;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-const UPSTREAM_URL: &str = "https://nodejs.org/dist/v18.20.4/node-v18.20.4.tar.xz";
 
 /// Serves `body` at every path, `requests` times, counting them.
 fn serve(body: Vec<u8>, requests: usize) -> (String, std::sync::mpsc::Receiver<String>) {
@@ -38,9 +37,12 @@ fn serve(body: Vec<u8>, requests: usize) -> (String, std::sync::mpsc::Receiver<S
     (format!("http://{addr}"), rx)
 }
 
-/// A small tree laid out like nodejs.org's tarball (one top-level dir).
-fn assemble_tarball(dir: &Path) -> PathBuf {
-    let top = dir.join("node-v18.20.4");
+/// A small tree laid out like nodejs.org's tarball of `version` (one
+/// top-level dir), returned as the tarball's bytes.
+fn assemble_tarball(dir: &Path, version: &str) -> Vec<u8> {
+    let name = format!("node-v{version}");
+    let top = dir.join(&name);
+    let major = version.split('.').next().unwrap();
     std::fs::create_dir_all(top.join("src")).unwrap();
     std::fs::create_dir_all(top.join("deps/acorn/acorn/dist")).unwrap();
     std::fs::write(top.join("configure.py"), "# assembled for the test\n").unwrap();
@@ -51,46 +53,76 @@ fn assemble_tarball(dir: &Path) -> PathBuf {
     .unwrap();
     std::fs::write(
         top.join("src/node_version.h"),
-        "#define NODE_MAJOR_VERSION 18\n",
+        format!("#define NODE_MAJOR_VERSION {major}\n"),
     )
     .unwrap();
-    let tarball = dir.join("node-v18.20.4.tar.xz");
+    let tarball = dir.join(format!("{name}.tar.xz"));
     let st = Command::new("tar")
         .arg("-cJf")
         .arg(&tarball)
         .arg("-C")
         .arg(dir)
-        .arg("node-v18.20.4")
+        .arg(&name)
         .status()
         .unwrap();
     assert!(st.success());
-    tarball
+    std::fs::read(tarball).unwrap()
+}
+
+/// The text of `nv`'s sources file, as versions.toml names it: the test
+/// points its real upstream entry at the local server.
+fn sources_text(nv: &NodeVersion) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let versions: toml::Value =
+        toml::from_str(&std::fs::read_to_string(dir.join("versions.toml")).unwrap()).unwrap();
+    let row = versions["version"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["major"].as_str() == Some(nv.major.as_str()))
+        .expect("each version has a row");
+    std::fs::read_to_string(dir.join(row["sources"].as_str().unwrap())).unwrap()
 }
 
 #[test]
 fn upstream_tarball_is_fetched_verified_and_used_as_is() {
-    let d = tempfile::tempdir().unwrap();
-    let body = std::fs::read(assemble_tarball(d.path())).unwrap();
-    let sha = nodeos_build::util::sha256_bytes(&body);
-    let (base, requests) = serve(body.clone(), 1);
+    let versions = node_static::all_versions();
+    assert!(versions.len() >= 2, "Node 18 and 22 are declared");
+    for nv in versions {
+        upstream_variant_of(nv);
+    }
+}
 
-    // The project's real sources.toml, only the upstream URL and hash
-    // replaced: variant order and names are what users get.
-    let real = include_str!("../sources.toml");
-    let real_sha = node_static::manifest()
+fn upstream_variant_of(nv: &NodeVersion) {
+    let major = &nv.major;
+    let upstream = nv
+        .manifest
         .variants("node")
         .into_iter()
         .find(|s| s.variant == "upstream")
-        .expect("an upstream variant is declared")
-        .sha256
+        .unwrap_or_else(|| panic!("Node {major} declares an upstream variant"))
         .clone();
-    assert!(real.contains(UPSTREAM_URL) && real.contains(&real_sha));
+    let real_url = &upstream.urls[0];
+    let url_path = real_url
+        .strip_prefix("https://nodejs.org")
+        .unwrap_or_else(|| panic!("Node {major}'s upstream URL is nodejs.org's: {real_url}"));
+    assert_eq!(
+        url_path,
+        format!("/dist/v{0}/node-v{0}.tar.xz", upstream.version)
+    );
+
+    let d = tempfile::tempdir().unwrap();
+    let body = assemble_tarball(d.path(), &upstream.version);
+    let sha = nodeos_build::util::sha256_bytes(&body);
+    let (base, requests) = serve(body.clone(), 1);
+
+    // The project's real sources file, only the upstream URL and hash
+    // replaced: variant order and names are what users get.
+    let real = sources_text(nv);
+    assert!(real.contains(real_url.as_str()) && real.contains(&upstream.sha256));
     let text = real
-        .replace(
-            UPSTREAM_URL,
-            &format!("{base}/dist/v18.20.4/node-v18.20.4.tar.xz"),
-        )
-        .replace(&real_sha, &sha);
+        .replace(real_url.as_str(), &format!("{base}{url_path}"))
+        .replace(&upstream.sha256, &sha);
     let manifest = Manifest::parse(&text, "test").unwrap();
 
     // A project without patches of its own: this small tree is not Node's,
@@ -105,41 +137,38 @@ fn upstream_tarball_is_fetched_verified_and_used_as_is() {
     assert_eq!(
         node.variant(),
         "upstream",
-        "an empty download dir tries upstream first"
+        "Node {major}: an empty download dir tries upstream first"
     );
     assert_eq!(
         node.with.len(),
         0,
-        "upstream needs nothing beside its tarball"
+        "Node {major}: upstream needs nothing beside its tarball"
     );
+    assert_eq!(requests.try_recv().unwrap(), url_path);
     assert_eq!(
-        requests.try_recv().unwrap(),
-        "/dist/v18.20.4/node-v18.20.4.tar.xz"
-    );
-    assert_eq!(
-        std::fs::read(env.dl_dir.join("node-v18.20.4.tar.xz")).unwrap(),
+        std::fs::read(env.dl_dir.join(&upstream.file)).unwrap(),
         body
     );
 
-    let tree = common::prepared_tree(&env, &node, "upstream");
+    let tree = common::prepared_tree(&env, &node, &nv.recipe, "upstream");
     assert_eq!(
         std::fs::read_to_string(tree.join("configure.py")).unwrap(),
         "# assembled for the test\n"
     );
-    // No Debian step touched the tree: upstream's acorn stays, no ada
+    // No restoration step touched the tree: upstream's acorn stays, no ada
     // component, no version header rewritten.
     assert_eq!(
         std::fs::read_to_string(tree.join("deps/acorn/acorn/dist/acorn.js")).unwrap(),
-        "// upstream's own acorn\n"
+        "// upstream's own acorn\n",
+        "Node {major}"
     );
-    assert!(!tree.join("ada").exists());
-    assert!(!tree.join("src/acorn_version.h").exists());
+    assert!(!tree.join("ada").exists(), "Node {major}");
+    assert!(!tree.join("src/acorn_version.h").exists(), "Node {major}");
 
-    // Its configure line has nothing of the Debian restoration.
-    let recipe = node_static::Recipe::builtin();
+    // Its configure line links nothing from outside the tarball.
     for arch in Arch::all() {
         let args = node_static::recipe::configure_args(
-            &recipe,
+            &nv.recipe,
             arch,
             "upstream",
             &node_static::recipe::ConfigurePaths::default(),
@@ -150,7 +179,7 @@ fn upstream_tarball_is_fetched_verified_and_used_as_is() {
             !args
                 .iter()
                 .any(|a| a.starts_with("--shared-") || a.starts_with("--with-icu-source")),
-            "{arch}: {args:?}"
+            "Node {major} {arch}: {args:?}"
         );
     }
 }
