@@ -1,14 +1,14 @@
 //! `cargo xtask bench`: figures measured on this machine, printed and
 //! written to BENCHMARKS.md. Every number in that file comes from here.
 
+use crate::bench_boot::{boot_to_http, boot_to_prompt, median, min_memory};
+use crate::bench_compare::{self, Figures};
 use crate::image;
 use crate::Common;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use nodeos_build::util::{fmt_duration, fmt_size};
 use nodeos_build::{Arch, Env};
-use qemu_tests::node_checks::wait_for_prompt;
-use qemu_tests::Guest;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 pub struct BenchArgs {
     #[command(flatten)]
     node: crate::NodeSel,
+    /// Also measure this Node version (a major, e.g. 18) as the baseline in
+    /// the same run, boots alternating, and compare the two against issue
+    /// 14's goal
+    #[arg(long, value_name = "MAJOR", conflicts_with_all = ["initramfs_only", "kernel_options", "model"])]
+    vs: Option<String>,
     /// Boots per arch for the boot-to-prompt median
     #[arg(long, default_value_t = 5)]
     boots: usize,
@@ -60,64 +65,64 @@ fn initramfs_throughput(env: &Env, archive_mb: u64) -> Result<String> {
     Ok(format!("```\n{}```", report?))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    v[v.len() / 2]
-}
-
-/// Boots to the REPL prompt; returns the time, or an error if it never came.
-fn boot_to_prompt(
-    env: &Env,
+/// One arch's image of one Node version, and what was measured of it.
+struct Measured {
     arch: Arch,
-    img: &image::Image,
-    memory: u32,
-    tag: &str,
-) -> Result<Duration> {
-    let mut cfg = crate::qemu_cmd::qemu_config(env, arch, img, memory, &[]);
-    cfg.log_name = format!("bench-{tag}.log");
-    let mut guest = Guest::launch(&cfg)?;
-    wait_for_prompt(&mut guest)
+    nv: &'static node_static::NodeVersion,
+    img: image::Image,
+    figures: Figures,
 }
 
-/// The smallest -m (MiB) that still reaches the prompt, by bisection.
-fn min_memory(env: &Env, arch: Arch, img: &image::Image) -> Result<u32> {
-    let (mut bad, mut good) = (16u32, 1024u32);
-    if boot_to_prompt(env, arch, img, good, "mem-1024").is_err() {
-        bail!("{arch} does not reach the prompt even with {good} MiB");
+impl Measured {
+    fn node(&self) -> &str {
+        &self.img.node.version
     }
-    while good - bad > 8 {
-        let mid = (bad + good) / 2;
-        match boot_to_prompt(env, arch, img, mid, &format!("mem-{mid}")) {
-            Ok(_) => good = mid,
-            Err(_) => bad = mid,
-        }
-    }
-    Ok(good)
 }
 
-/// Boots the app image and waits for its first HTTP answer on the
-/// forwarded port; returns the time from QEMU's start.
-fn boot_to_http(
-    env: &Env,
-    arch: Arch,
-    img: &image::Image,
-    forward: qemu_tests::PortForward,
-    tag: &str,
-) -> Result<Duration> {
-    let mut cfg = crate::qemu_cmd::qemu_config(env, arch, img, 512, &[forward]);
-    cfg.log_name = format!("bench-{tag}.log");
-    let mut guest = Guest::launch(&cfg)?;
-    match qemu_tests::app::wait_for_http(
-        &mut guest,
-        forward.host,
-        "/",
-        crate::app_run::APP_TIMEOUT,
-    )? {
-        qemu_tests::app::HttpWait::Answered(_, at) => Ok(at),
-        qemu_tests::app::HttpWait::AppExited(end) => {
-            bail!("{arch}: the app ended with {} before answering", end.status)
-        }
-    }
+fn file_size(p: &std::path::Path) -> Option<u64> {
+    std::fs::metadata(p).ok().map(|m| m.len())
+}
+
+fn size_cell(bytes: Option<u64>) -> String {
+    bytes.map(fmt_size).unwrap_or("?".into())
+}
+
+/// The phase table's cold-build and steps cells of one phase output.
+fn timing_cells(p: &nodeos_build::PhaseOutput) -> (String, String) {
+    let t = nodeos_build::phase::read_timings(&p.dir);
+    // A phase finished by a resumed run took longer in all than its
+    // publishing run: say so instead of passing it off as cold.
+    let cold = t
+        .as_ref()
+        .map(|t| {
+            let d = fmt_duration(Duration::from_secs_f64(t.build_secs));
+            if t.steps.iter().any(|s| s.how != "built") {
+                format!("{d} (last run only: resumed; earlier runs not counted)")
+            } else {
+                d
+            }
+        })
+        .unwrap_or("?".into());
+    let steps = t
+        .map(|t| {
+            t.steps
+                .iter()
+                .map(|s| {
+                    let note = match s.how.as_str() {
+                        "built" => String::new(),
+                        how => format!(" ({how})"),
+                    };
+                    format!(
+                        "{} {}{note}",
+                        s.step,
+                        fmt_duration(Duration::from_secs_f64(s.secs))
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    (cold, steps)
 }
 
 pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
@@ -132,6 +137,7 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
     if a.model {
         return crate::model_report::run(&env, &common.arches(), &a.records, a.check, !a.no_write);
     }
+    let versions = bench_compare::versions(&a.node, a.vs.as_deref())?;
     let app = a.app.load()?;
     let forward = match (&app, a.net.publish.as_slice()) {
         (None, []) => None,
@@ -148,66 +154,63 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
     writeln!(md, "# Benchmarks\n")?;
     writeln!(md, "Written by `cargo xtask bench` on {} ({} CPUs). Re-run it to refresh; do not edit by hand.\n", host_name(), env.jobs)?;
 
-    // Cached: a no-op image run for every selected arch.
+    // Cached: a no-op image run for every selected arch and version. The
+    // baseline is built first: the artifacts dir then points at the image
+    // built last, the one --node selects.
     let mut images = Vec::new();
     for &arch in &arches {
-        images.push((
-            arch,
-            image::build(&env, arch, a.node.version()?, None, None)?,
-        ));
+        for &nv in &versions {
+            let img = image::build(&env, arch, nv, None, None)?;
+            let figures = Figures {
+                node_stripped: file_size(&img.node.node),
+                initramfs: file_size(&img.initramfs),
+                ..Figures::default()
+            };
+            images.push(Measured {
+                arch,
+                nv,
+                img,
+                figures,
+            });
+        }
     }
     let started = Instant::now();
     for &arch in &arches {
-        image::build(&env, arch, a.node.version()?, None, None)?;
+        for &nv in &versions {
+            image::build(&env, arch, nv, None, None)?;
+        }
     }
     let noop = started.elapsed();
+    let nodes = {
+        let mut v: Vec<&str> = images.iter().map(Measured::node).collect();
+        v.dedup();
+        v.join(" and ")
+    };
 
     writeln!(md, "## Phase wall times\n")?;
     writeln!(
         md,
-        "| arch | phase | cold build | steps |\n| --- | --- | --- | --- |"
+        "| arch | node | phase | cold build | steps |\n| --- | --- | --- | --- | --- |"
     )?;
-    for (arch, img) in &images {
-        for p in &img.phases {
-            let t = nodeos_build::phase::read_timings(&p.dir);
-            // A phase finished by a resumed run took longer in all than its
-            // publishing run: say so instead of passing it off as cold.
-            let cold = t
-                .as_ref()
-                .map(|t| {
-                    let d = fmt_duration(Duration::from_secs_f64(t.build_secs));
-                    if t.steps.iter().any(|s| s.how != "built") {
-                        format!("{d} (last run only: resumed; earlier runs not counted)")
-                    } else {
-                        d
-                    }
-                })
-                .unwrap_or("?".into());
-            let steps = t
-                .map(|t| {
-                    t.steps
-                        .iter()
-                        .map(|s| {
-                            let note = match s.how.as_str() {
-                                "built" => String::new(),
-                                how => format!(" ({how})"),
-                            };
-                            format!(
-                                "{} {}{note}",
-                                s.step,
-                                fmt_duration(Duration::from_secs_f64(s.secs))
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default();
-            writeln!(md, "| {arch} | {} | {cold} | {steps} |", p.name)?;
+    for &arch in &arches {
+        let of_arch: Vec<(&str, &[nodeos_build::PhaseOutput])> = images
+            .iter()
+            .filter(|m| m.arch == arch)
+            .map(|m| (m.node(), m.img.phases.as_slice()))
+            .collect();
+        for row in bench_compare::phase_rows(&of_arch) {
+            let (cold, steps) = timing_cells(row.phase);
+            writeln!(
+                md,
+                "| {arch} | {} | {} | {cold} | {steps} |",
+                row.node_cell(),
+                row.phase.name
+            )?;
         }
     }
     writeln!(
         md,
-        "\nNo-op `image` run (everything cached), {}: **{:.3} s**\n",
+        "\nNo-op `image` run (everything cached), {}, Node {nodes}: **{:.3} s**\n",
         arches
             .iter()
             .map(|a| a.name())
@@ -217,13 +220,9 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
     )?;
 
     writeln!(md, "## Sizes\n")?;
-    writeln!(md, "| arch | node (stripped) | node (unstripped) | bzImage | initramfs ({}) | initramfs uncompressed |\n| --- | --- | --- | --- | --- | --- |", initramfs::DEFAULT_COMPRESSION)?;
-    for (arch, img) in &images {
-        let size = |p: &std::path::Path| {
-            std::fs::metadata(p)
-                .map(|m| fmt_size(m.len()))
-                .unwrap_or("?".into())
-        };
+    writeln!(md, "| arch | node | node (stripped) | node (unstripped) | bzImage | initramfs ({}) | initramfs uncompressed |\n| --- | --- | --- | --- | --- | --- | --- |", initramfs::DEFAULT_COMPRESSION)?;
+    for m in &images {
+        let img = &m.img;
         let unc = std::fs::read_to_string(
             img.initramfs
                 .parent()
@@ -236,35 +235,81 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
         .unwrap_or("?".into());
         writeln!(
             md,
-            "| {arch} | {} | {} | {} | {} | {unc} |",
-            size(&img.node.node),
-            size(&img.node.node_unstripped),
-            size(&img.bzimage),
-            size(&img.initramfs)
+            "| {} | {} | {} | {} | {} | {} | {unc} |",
+            m.arch,
+            m.node(),
+            size_cell(m.figures.node_stripped),
+            size_cell(file_size(&img.node.node_unstripped)),
+            size_cell(file_size(&img.bzimage)),
+            size_cell(m.figures.initramfs)
         )?;
     }
 
     writeln!(md, "\n## Boot\n")?;
-    writeln!(md, "| arch | accel | boot → REPL prompt (median of {}) | all runs | smallest -m reaching the prompt |\n| --- | --- | --- | --- | --- |", a.boots)?;
-    for (arch, img) in &images {
-        let mut runs = Vec::new();
-        for i in 0..a.boots {
-            runs.push(boot_to_prompt(&env, *arch, img, 512, &format!("boot-{i}"))?.as_secs_f64());
+    if versions.len() > 1 {
+        writeln!(md, "Boots alternate between the Node versions' images of each arch (one boot of each per round).\n")?;
+    }
+    writeln!(md, "| arch | node | accel | boot → REPL prompt (median of {}) | all runs | smallest -m reaching the prompt |\n| --- | --- | --- | --- | --- | --- |", a.boots)?;
+    let accel = qemu_tests::AccelChoice::resolve(qemu_tests::Accel::Auto)
+        .map(|c| format!("{:?}", c.accel))
+        .unwrap_or("?".into());
+    for &arch in &arches {
+        let idx: Vec<usize> = (0..images.len())
+            .filter(|&i| images[i].arch == arch)
+            .collect();
+        let mut runs = vec![Vec::new(); idx.len()];
+        for (boot, k) in bench_compare::alternating(a.boots, idx.len()) {
+            let m = &images[idx[k]];
+            let tag = format!("boot-{}-{boot}", m.node());
+            runs[k].push(boot_to_prompt(&env, arch, &m.img, 512, &tag)?.as_secs_f64());
         }
-        let accel = qemu_tests::AccelChoice::resolve(qemu_tests::Accel::Auto)
-            .map(|c| format!("{:?}", c.accel))
-            .unwrap_or("?".into());
-        let mem = min_memory(&env, *arch, img).context("bisecting guest memory")?;
-        let all = runs
-            .iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        writeln!(
-            md,
-            "| {arch} | {accel} | {:.2} s | {all} | {mem} MiB |",
-            median(runs)
-        )?;
+        for (k, runs) in runs.into_iter().enumerate() {
+            let m = &mut images[idx[k]];
+            let mem = min_memory(&env, arch, &m.img).context("bisecting guest memory")?;
+            m.figures.boot_median = median(runs.clone());
+            m.figures.min_memory = Some(mem);
+            let all = runs
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            writeln!(
+                md,
+                "| {arch} | {} | {accel} | {} | {all} | {mem} MiB |",
+                m.node(),
+                m.figures
+                    .boot_median
+                    .map(|s| format!("{s:.2} s"))
+                    .unwrap_or("?".into())
+            )?;
+        }
+    }
+
+    if let [baseline, candidate] = versions.as_slice() {
+        writeln!(md)?;
+        let mut head = true;
+        for &arch in &arches {
+            let find = |nv: &node_static::NodeVersion| {
+                images
+                    .iter()
+                    .find(|m| m.arch == arch && m.nv.major == nv.major)
+                    .expect("an image per arch and version")
+            };
+            let (b, c) = (find(baseline), find(candidate));
+            if head {
+                writeln!(
+                    md,
+                    "{}",
+                    bench_compare::section_head(b.node(), c.node(), a.boots)
+                )?;
+                head = false;
+            }
+            writeln!(
+                md,
+                "{}",
+                bench_compare::comparison_table(arch, b.node(), &b.figures, c.node(), &c.figures)
+            )?;
+        }
     }
 
     if let (Some(app), Some(forward)) = (&app, forward) {
@@ -277,23 +322,30 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
         )?;
         writeln!(
             md,
-            "| arch | boot → first HTTP response (median of {}) | all runs |\n| --- | --- | --- |",
+            "| arch | node | boot → first HTTP response (median of {}) | all runs |\n| --- | --- | --- | --- |",
             a.boots
         )?;
         for &arch in &arches {
-            let img = image::build(&env, arch, a.node.version()?, None, Some(app))?;
-            let mut runs = Vec::new();
-            for i in 0..a.boots {
-                runs.push(
-                    boot_to_http(&env, arch, &img, forward, &format!("app-{i}"))?.as_secs_f64(),
-                );
+            let mut apps = Vec::new();
+            for &nv in &versions {
+                apps.push(image::build(&env, arch, nv, None, Some(app))?);
             }
-            let all = runs
-                .iter()
-                .map(|r| format!("{r:.2}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            writeln!(md, "| {arch} | {:.2} s | {all} |", median(runs))?;
+            let mut runs = vec![Vec::new(); apps.len()];
+            for (boot, k) in bench_compare::alternating(a.boots, apps.len()) {
+                let tag = format!("app-{}-{boot}", apps[k].node.version);
+                runs[k].push(boot_to_http(&env, arch, &apps[k], forward, &tag)?.as_secs_f64());
+            }
+            for (img, runs) in apps.iter().zip(runs) {
+                let all = runs
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let med = median(runs)
+                    .map(|s| format!("{s:.2} s"))
+                    .unwrap_or("?".into());
+                writeln!(md, "| {arch} | {} | {med} | {all} |", img.node.version)?;
+            }
         }
     }
 

@@ -4,6 +4,8 @@
 mod app_args;
 mod app_run;
 mod bench;
+mod bench_boot;
+mod bench_compare;
 mod bench_kernel;
 mod bench_model;
 mod doctor;
