@@ -33,9 +33,12 @@ pub fn versions(
         );
     };
     if baseline.major == candidate.major {
+        let measured = match &node.node {
+            Some(_) => format!("--node {}", candidate.major),
+            None => format!("--node's default, {}", candidate.major),
+        };
         bail!(
-            "--vs {vs}: that is the version being measured (--node {}); the baseline must be another version: {}",
-            candidate.major,
+            "--vs {vs}: that is the version being measured ({measured}); the baseline must be another version: {}",
             others()
         );
     }
@@ -299,6 +302,19 @@ mod tests {
         assert_eq!(
             e,
             "--vs 22: that is the version being measured (--node 22); the baseline must be another version: 18"
+        );
+    }
+
+    #[test]
+    fn the_default_version_as_baseline_says_it_is_the_default() {
+        let default = node_static::default_version();
+        let e = versions(&crate::NodeSel::default(), Some(&default.major)).unwrap_err();
+        assert!(
+            format!("{e:#}").contains(&format!(
+                "is the version being measured (--node's default, {})",
+                default.major
+            )),
+            "{e:#}"
         );
     }
 

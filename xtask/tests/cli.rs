@@ -858,3 +858,43 @@ fn clean_takes_a_package_phase() {
         "{err}"
     );
 }
+
+/// `bench --vs`: a baseline equal to the measured version, or one NodeOS
+/// does not build, is refused in one line before anything is built or
+/// booted; with a mode that measures no Node (`--model`) it is a usage
+/// error.
+#[test]
+fn bench_vs_refuses_a_bad_baseline_before_any_build() {
+    let cases: [(&[&str], &str); 2] = [
+        (
+            &["--node", "22", "--vs", "22"],
+            "--vs 22: that is the version being measured (--node 22)",
+        ),
+        (
+            &["--node", "22", "--vs", "20"],
+            "--vs 20: NodeOS does not build Node 20",
+        ),
+    ];
+    for (args, says) in cases {
+        let d = tempfile::tempdir().unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["--offline", "bench", "--no-write", "--arch", "x86_64"])
+            .args(args)
+            .env("NODEOS_CACHE_DIR", d.path().join("cache"))
+            .env("NODEOS_DL_DIR", d.path().join("dl"))
+            .env("NODEOS_TARGET_DIR", d.path().join("target"))
+            .output()
+            .unwrap();
+        let err = failure_text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        for sub in ["cache/build", "cache/out", "dl"] {
+            let p = d.path().join(sub);
+            let empty = std::fs::read_dir(&p).map_or(true, |mut r| r.next().is_none());
+            assert!(empty, "{args:?}: {} is not empty", p.display());
+        }
+    }
+    let err = usage_error(&["bench", "--model", "--vs", "18"]);
+    assert!(err.contains("--vs") && err.contains("--model"), "{err}");
+}
