@@ -21,7 +21,8 @@ pub struct BenchArgs {
     /// boot time and memory floor as ratios against the 20% goal
     #[arg(long, value_name = "MAJOR", conflicts_with_all = ["initramfs_only", "kernel_options", "model"])]
     vs: Option<String>,
-    /// Boots per arch for the boot-to-prompt median
+    /// Boots per image (each arch, and each Node version with --vs) for the
+    /// boot-to-prompt median
     #[arg(long, default_value_t = 5)]
     boots: usize,
     /// Size of the file archived by the initramfs throughput benchmark (MB)
