@@ -134,7 +134,7 @@ pub fn clean(
                 .unwrap_or_default();
             // The arch is recorded in the output's timings; an output
             // without them is incomplete anyway and goes.
-            let arch = crate::phase::read_timings(&e).map(|t| t.arch);
+            let arch = crate::timings::read(&e).map(|t| t.arch);
             if arch.as_deref().is_none_or(&selected) && key.len() >= 16 {
                 targets.push((phase, key[..16].to_string(), e));
             }

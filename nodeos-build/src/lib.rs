@@ -20,6 +20,7 @@ pub mod phase;
 pub mod progress;
 pub mod publish;
 pub mod source;
+pub mod timings;
 pub mod tree;
 pub mod util;
 

@@ -6,10 +6,10 @@
 use crate::cache::{self, KeyLock};
 use crate::progress::PhaseProgress;
 use crate::publish::{self, Outputs};
+use crate::timings::{self, StepHow, StepTiming};
 use crate::util::{create_dir_all, fmt_duration, remove_path, tail_lines, write_atomic};
 use crate::{Arch, Env, Key};
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
@@ -41,15 +41,6 @@ pub struct PhaseOutput {
     pub wall: Duration,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StepTiming {
-    pub step: String,
-    pub secs: f64,
-    /// `built`, `resumed` (continued after an interruption) or `earlier`
-    /// (finished by an earlier, interrupted run of the phase).
-    pub how: String,
-}
-
 impl PhaseOutput {
     /// `cached`, or `built in 12m 03s`, for summaries.
     pub fn how(&self) -> String {
@@ -59,18 +50,6 @@ impl PhaseOutput {
             format!("built in {}", fmt_duration(self.wall))
         }
     }
-}
-
-/// Written into every published output, and summarized per arch in
-/// `target/nodeos/logs/<arch>/timings.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PhaseTimings {
-    pub phase: String,
-    pub arch: String,
-    pub key: String,
-    /// Wall time of the run that built it.
-    pub build_secs: f64,
-    pub steps: Vec<StepTiming>,
 }
 
 impl<'a> PhaseRun<'a> {
@@ -221,7 +200,7 @@ impl<'a> PhaseRun<'a> {
         for stray in publish::keep_named(&stage, &self.outputs)? {
             let _ = writeln!(ctx.log, "=== not a declared output, removed: {stray}");
         }
-        let timings = PhaseTimings {
+        let took = timings::PhaseTimings {
             phase: self.name.clone(),
             arch: self.arch.map_or("host".into(), |a| a.name().into()),
             key: key.clone(),
@@ -229,8 +208,8 @@ impl<'a> PhaseRun<'a> {
             steps: ctx.timings.clone(),
         };
         write_atomic(
-            &stage.join("timings.json"),
-            &serde_json::to_vec_pretty(&timings)?,
+            &stage.join(timings::FILE),
+            &serde_json::to_vec_pretty(&took)?,
         )?;
         write_atomic(
             &stage.join("inputs.txt"),
@@ -294,31 +273,21 @@ fn discard_build_dir(env: &Env, build_dir: &Path) -> Result<()> {
 
 /// Merges this run's result into `target/nodeos/logs/<arch>/timings.json`.
 fn record_timings(env: &Env, out: &PhaseOutput) -> Result<()> {
-    let path = env.log_dir(out.arch).join("timings.json");
+    let path = env.log_dir(out.arch).join(timings::FILE);
     let mut all: serde_json::Map<String, serde_json::Value> = fs::read(&path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let built: Option<PhaseTimings> = fs::read(out.dir.join("timings.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
     all.insert(
         out.name.clone(),
         serde_json::json!({
             "key": out.key,
             "cached": out.cached,
             "this_run_secs": out.wall.as_secs_f64(),
-            "cold_build": built,
+            "cold_build": timings::read(&out.dir),
         }),
     );
     write_atomic(&path, &serde_json::to_vec_pretty(&all)?)
-}
-
-/// Reads the cold-build timings of a published output.
-pub fn read_timings(out_dir: &Path) -> Option<PhaseTimings> {
-    fs::read(out_dir.join("timings.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 /// What a phase's build closure works with.
@@ -411,12 +380,12 @@ impl StepCtx {
             self.timings.push(StepTiming {
                 step: name.into(),
                 secs,
-                how: "earlier".into(),
+                how: StepHow::Earlier,
             });
             return Ok(());
         }
         let running = self.running(name);
-        let mut how = "built";
+        let mut how = StepHow::Built;
         if let Ok(m) = fs::metadata(&running) {
             let last_alive = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
             if resumable {
@@ -432,7 +401,7 @@ impl StepCtx {
                 for r in removed.iter().take(50) {
                     self.log(&format!("===   removed {}", r.display()));
                 }
-                how = "resumed";
+                how = StepHow::Resumed;
             } else {
                 self.log(&format!("=== {name}: restarting after an interruption"));
             }
@@ -480,7 +449,7 @@ impl StepCtx {
         self.timings.push(StepTiming {
             step: name.into(),
             secs,
-            how: how.into(),
+            how,
         });
         Ok(())
     }

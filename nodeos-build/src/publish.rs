@@ -29,7 +29,7 @@ impl Outputs {
 
 /// The files the engine writes into every output.
 pub const ENGINE_FILES: &[&str] = &[
-    "timings.json",
+    crate::timings::FILE,
     "inputs.txt",
     "build.log",
     RECORD,

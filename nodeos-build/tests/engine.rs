@@ -122,11 +122,11 @@ fn killed_phase_is_rebuilt_not_reused() {
         std::fs::read_to_string(published.join("result.txt")).unwrap(),
         "complete"
     );
-    let timings = nodeos_build::phase::read_timings(&published).unwrap();
+    let timings = nodeos_build::timings::read(&published).unwrap();
     let how: Vec<(&str, &str)> = timings
         .steps
         .iter()
-        .map(|s| (s.step.as_str(), s.how.as_str()))
+        .map(|s| (s.step.as_str(), s.how.name()))
         .collect();
     assert_eq!(how, [("first", "earlier"), ("second", "resumed")]);
     let log = std::fs::read_to_string(env.log_dir(None).join("slow.log")).unwrap();

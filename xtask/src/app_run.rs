@@ -7,8 +7,8 @@
 //!
 //! An app that ends with another status fails, and the status is reported.
 
+use crate::guest_config::{qemu_config, BootArgs};
 use crate::image;
-use crate::qemu_cmd::{qemu_config, BootArgs};
 use anyhow::{bail, Result};
 use nodeos_build::{Arch, Env};
 use qemu_tests::app::{wait_app_exit, wait_for_http, AppStatus, HttpWait};

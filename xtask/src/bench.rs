@@ -7,6 +7,7 @@ use crate::image;
 use crate::Common;
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use nodeos_build::timings::StepHow;
 use nodeos_build::util::{fmt_duration, fmt_size};
 use nodeos_build::{Arch, Env};
 use std::fmt::Write as _;
@@ -90,14 +91,14 @@ fn size_cell(bytes: Option<u64>) -> String {
 
 /// The phase table's cold-build and steps cells of one phase output.
 fn timing_cells(p: &nodeos_build::PhaseOutput) -> (String, String) {
-    let t = nodeos_build::phase::read_timings(&p.dir);
+    let t = nodeos_build::timings::read(&p.dir);
     // A phase finished by a resumed run took longer in all than its
     // publishing run: say so instead of passing it off as cold.
     let cold = t
         .as_ref()
         .map(|t| {
             let d = fmt_duration(Duration::from_secs_f64(t.build_secs));
-            if t.steps.iter().any(|s| s.how != "built") {
+            if !t.cold() {
                 format!("{d} (last run only: resumed; earlier runs not counted)")
             } else {
                 d
@@ -109,9 +110,9 @@ fn timing_cells(p: &nodeos_build::PhaseOutput) -> (String, String) {
             t.steps
                 .iter()
                 .map(|s| {
-                    let note = match s.how.as_str() {
-                        "built" => String::new(),
-                        how => format!(" ({how})"),
+                    let note = match s.how {
+                        StepHow::Built => String::new(),
+                        how => format!(" ({})", how.name()),
                     };
                     format!(
                         "{} {}{note}",

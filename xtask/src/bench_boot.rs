@@ -22,7 +22,7 @@ pub fn boot_to_prompt(
     memory: u32,
     tag: &str,
 ) -> Result<Duration> {
-    let mut cfg = crate::qemu_cmd::qemu_config(env, arch, img, memory, &[]);
+    let mut cfg = crate::guest_config::qemu_config(env, arch, img, memory, &[]);
     cfg.log_name = format!("bench-{tag}.log");
     let mut guest = Guest::launch(&cfg)?;
     wait_for_prompt(&mut guest)
@@ -54,7 +54,7 @@ pub fn boot_to_http(
     forward: qemu_tests::PortForward,
     tag: &str,
 ) -> Result<Duration> {
-    let mut cfg = crate::qemu_cmd::qemu_config(env, arch, img, 512, &[forward]);
+    let mut cfg = crate::guest_config::qemu_config(env, arch, img, 512, &[forward]);
     cfg.log_name = format!("bench-{tag}.log");
     let mut guest = Guest::launch(&cfg)?;
     match qemu_tests::app::wait_for_http(

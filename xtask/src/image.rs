@@ -177,7 +177,7 @@ fn write_manifest(
     let phase_rows: Vec<serde_json::Value> = phases
         .iter()
         .map(|p| {
-            let cold = nodeos_build::phase::read_timings(&p.dir);
+            let cold = nodeos_build::timings::read(&p.dir);
             json!({
                 "phase": p.name,
                 "key": p.key,

@@ -11,6 +11,7 @@ mod bench_model;
 mod doctor;
 mod drill;
 mod fetch;
+mod guest_config;
 mod image;
 mod initramfs_cmd;
 mod kernel_cmd;
@@ -124,11 +125,11 @@ enum Command {
     /// Write the NodeOS initramfs (/dev/console + /init) around any static init
     Initramfs(initramfs_cmd::InitramfsArgs),
     /// Boot each image in QEMU and check Node over the serial console
-    QemuTest(qemu_cmd::BootArgs),
+    QemuTest(guest_config::BootArgs),
     /// Run Node's own test suite inside the booted guest; -j/--jobs: tests at once [default: 2]
     NodeTest(node_test::NodeTestArgs),
     /// Boot one image in QEMU with the console on this terminal (quit: Ctrl-A x)
-    Run(qemu_cmd::BootArgs),
+    Run(guest_config::BootArgs),
     /// Measure phases, sizes, boot time, memory floor and initramfs throughput; write BENCHMARKS.md
     Bench(bench::BenchArgs),
     /// Fault drill on a real kernel build: corrupt download, disk full, concurrent runs, SIGKILL mid-make

@@ -7,7 +7,7 @@
 use crate::bench_model::{contention, graph, makespan, makespan_with, Contention, Graph};
 use anyhow::{bail, Context, Result};
 use nodeos_build::jobrec::{record_path, Record};
-use nodeos_build::phase::{read_timings, PhaseTimings};
+use nodeos_build::timings::{self, PhaseTimings};
 use nodeos_build::util::{create_dir_all, fmt_duration};
 use nodeos_build::{Arch, Env};
 use std::fmt::Write as _;
@@ -34,7 +34,7 @@ pub struct PhaseRecord {
 impl PhaseRecord {
     pub fn read(dir: &Path) -> Result<PhaseRecord> {
         let timings =
-            read_timings(dir).with_context(|| format!("{} has no timings.json", dir.display()))?;
+            timings::read(dir).with_context(|| format!("{} has no timings.json", dir.display()))?;
         let mut steps = Vec::new();
         for s in &timings.steps {
             let p = record_path(dir, &s.step);
@@ -60,14 +60,14 @@ impl PhaseRecord {
 
     /// Whether every step ran in the publishing run (no resumed record).
     pub fn cold(&self) -> bool {
-        self.timings.steps.iter().all(|s| s.how == "built")
+        self.timings.cold()
     }
 }
 
 /// The published outputs of the phases whose timings the last builds left
 /// in `target/nodeos/logs/<arch>/timings.json`.
 fn published(env: &Env, arch: Arch) -> Vec<PathBuf> {
-    let path = env.log_dir(Some(arch)).join("timings.json");
+    let path = env.log_dir(Some(arch)).join(timings::FILE);
     let Ok(bytes) = std::fs::read(&path) else {
         return Vec::new();
     };
@@ -162,7 +162,7 @@ fn kept_pairs(env: &Env) -> Vec<KeptPair> {
             let a = Record::read(&record_path(serial, KERNEL_STEP)).ok()?;
             let b = Record::read(&record_path(&parallel, KERNEL_STEP)).ok()?;
             Some(KeptPair {
-                arch: read_timings(serial)?.arch,
+                arch: timings::read(serial)?.arch,
                 contention: contention(&a, &b)?,
             })
         })
