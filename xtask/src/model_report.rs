@@ -45,6 +45,16 @@ impl PhaseRecord {
         Ok(PhaseRecord { timings, steps })
     }
 
+    /// The compiler launcher its compiles went through, when one is a
+    /// cache or a farm: then a job's time is a cache hit's or a remote
+    /// compile's, and the record does not show a cold local build.
+    pub fn launcher(&self) -> Option<&'static str> {
+        self.steps
+            .iter()
+            .flat_map(|(_, rec)| rec.jobs.iter())
+            .find_map(|j| launcher_in(&j.head))
+    }
+
     /// Predicted cold build on `workers`: recorded steps replayed, the
     /// others (unpacking, configure, install) as they took.
     pub fn predict(&self, graphs: &[(String, Graph)], workers: usize, c: Contention) -> f64 {
@@ -84,6 +94,18 @@ fn published(env: &Env, arch: Arch) -> Vec<PathBuf> {
         }
     }
     dirs
+}
+
+/// Launchers that make a compile something other than a local cold one.
+const NOT_COLD_LAUNCHERS: &[&str] = &["ccache", "sccache", "icecc", "distcc"];
+
+/// The launcher a recorded command runs through, if any: a word of it
+/// whose file name is one of [`NOT_COLD_LAUNCHERS`].
+fn launcher_in(command: &str) -> Option<&'static str> {
+    command.split_whitespace().find_map(|w| {
+        let name = Path::new(w.trim_matches(|c| c == '\'' || c == '"')).file_name()?;
+        NOT_COLD_LAUNCHERS.iter().copied().find(|l| name == *l)
+    })
 }
 
 /// The model table for the given phase outputs.
@@ -318,6 +340,7 @@ pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bo
     let mut seen = std::collections::HashSet::new();
     dirs.retain(|d| seen.insert(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone())));
     let mut records = Vec::new();
+    let mut left_out = Vec::new();
     for d in &dirs {
         let r = PhaseRecord::read(d)?;
         if r.steps.is_empty() {
@@ -325,6 +348,15 @@ pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bo
                 "{} {}: no job record (built before job records were kept); skipped",
                 r.timings.arch, r.timings.phase
             );
+            continue;
+        }
+        if let Some(l) = r.launcher() {
+            let why = format!(
+                "{} {} (compiles went through {l}: its jobs' times are not cold compiles)",
+                r.timings.arch, r.timings.phase
+            );
+            eprintln!("{why}; skipped");
+            left_out.push(why);
             continue;
         }
         records.push(r);
@@ -352,6 +384,9 @@ pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bo
         md.push_str(&table(&records, c.unwrap_or(Contention::NONE)));
         md.push('\n');
     }
+    if !left_out.is_empty() {
+        let _ = writeln!(md, "Left out: {}.\n", left_out.join("; "));
+    }
     if let Some(text) = checked {
         md.push_str(&text);
         md.push('\n');
@@ -374,6 +409,28 @@ pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compiles_through_a_cache_or_farm_are_recognised() {
+        let cases = [
+            (
+                "/usr/bin/ccache /opt/tc/bin/x86_64-linux-musl-g++ -o a.o -c a.cc",
+                Some("ccache"),
+            ),
+            ("sccache gcc -c x.c", Some("sccache")),
+            (
+                "set -e; echo '  CC x.o'; icecc x86_64-linux-musl-gcc -c x.c",
+                Some("icecc"),
+            ),
+            ("'/usr/lib/distcc/distcc' gcc -c y.c", Some("distcc")),
+            ("/opt/tc/bin/x86_64-linux-musl-g++ -o a.o -c a.cc", None),
+            ("gcc -c ccache.c -o ccache.o", None),
+            ("touch stamps/ccache-done", None),
+        ];
+        for (cmd, want) in cases {
+            assert_eq!(launcher_in(cmd), want, "{cmd}");
+        }
+    }
 
     #[test]
     fn the_section_is_replaced_in_place_or_appended() {
