@@ -213,6 +213,11 @@ mod tests {
                 "console.log('1..0 # Skipped: no widget here');\nprocess.exit(0);\n",
             ),
             ("test-fail.js", "process.exit(1);\n"),
+            // node:test's summary has a `# skipped 0` line: the file ran.
+            (
+                "test-runner-summary.js",
+                "console.log('ok 1 - works\\n1..1\\n# tests 1\\n# pass 1\\n# skipped 0\\n# todo 0');\n",
+            ),
         ] {
             std::fs::write(t.join(name), body).unwrap();
         }
@@ -223,15 +228,20 @@ mod tests {
             timeout_ms: 60_000,
             tail_lines: 10,
             tail_bytes: 4096,
-            tests: ["test-pass.js", "test-skip.js", "test-fail.js"]
-                .iter()
-                .enumerate()
-                .map(|(id, f)| PlanEntry {
-                    id,
-                    file: format!("test/parallel/{f}"),
-                    parallel: true,
-                })
-                .collect(),
+            tests: [
+                "test-pass.js",
+                "test-skip.js",
+                "test-fail.js",
+                "test-runner-summary.js",
+            ]
+            .iter()
+            .enumerate()
+            .map(|(id, f)| PlanEntry {
+                id,
+                file: format!("test/parallel/{f}"),
+                parallel: true,
+            })
+            .collect(),
         };
         std::fs::write(
             d.path().join("plan.json"),
@@ -258,6 +268,7 @@ mod tests {
         assert_eq!(by_id(0).outcome, RunOutcome::Pass, "{text}");
         assert_eq!(by_id(1).outcome, RunOutcome::Skip, "{text}");
         assert_eq!(by_id(1).tail, vec!["no widget here".to_string()]);
+        assert_eq!(by_id(3).outcome, RunOutcome::Pass, "{text}");
         assert_eq!(by_id(2).outcome, RunOutcome::Fail, "{text}");
     }
 }
