@@ -15,7 +15,7 @@ use qemu_tests::node_suite::{
 };
 use qemu_tests::QemuConfig;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Tests at once in the guest when `--jobs` is not given: the guest has one
 /// CPU, and a second test overlaps the first one's waits.
@@ -254,12 +254,16 @@ fn journal_dir(env: &Env, arch: Arch) -> PathBuf {
     env.target_dir.join("node-test").join(arch.name())
 }
 
-/// Prints a line per failing file as it comes and a count now and then.
+/// Prints a count now and then: files done in this boot, the pace, the
+/// time left at that pace, and how many did not pass (known failures are
+/// sorted out in the report at the end).
 struct Progress {
     arch: Arch,
     planned: usize,
     done: usize,
-    not_passed: usize,
+    failed: usize,
+    skipped: usize,
+    started: Instant,
     last: Instant,
 }
 
@@ -269,7 +273,9 @@ impl Progress {
             arch,
             planned: 0,
             done: 0,
-            not_passed: 0,
+            failed: 0,
+            skipped: 0,
+            started: Instant::now(),
             last: Instant::now(),
         }
     }
@@ -278,6 +284,7 @@ impl Progress {
         match ev {
             Event::Hello(f) => {
                 self.planned = f.tests;
+                self.started = Instant::now();
                 eprintln!(
                     "  {}: runner up: node {} ({}) as pid {}; /proc {}, /dev/null {}, /tmp {}, /bin/sh {}, loopback {}, localhost {}, ICU {}",
                     self.arch,
@@ -295,19 +302,40 @@ impl Progress {
             }
             Event::Result(r) => {
                 self.done += 1;
-                if r.outcome != RunOutcome::Pass {
-                    self.not_passed += 1;
+                match r.outcome {
+                    RunOutcome::Pass => {}
+                    RunOutcome::Skip => self.skipped += 1,
+                    _ => self.failed += 1,
                 }
                 if self.last.elapsed().as_secs() >= 30 || self.done == self.planned {
                     self.last = Instant::now();
-                    eprintln!(
-                        "  {}: {}/{} files, {} did not pass (known failures included)",
-                        self.arch, self.done, self.planned, self.not_passed
-                    );
+                    eprintln!("  {}", self.line(self.started.elapsed()));
                 }
             }
             Event::Start { .. } | Event::Done { .. } | Event::Error { .. } => {}
         }
+    }
+
+    /// `x86_64: 270/3290 files (10.8/min, about 4h 40m left), 2 did not
+    /// pass (known failures included), 3 skipped`.
+    fn line(&self, elapsed: Duration) -> String {
+        let per_min = self.done as f64 / elapsed.as_secs_f64().max(1.0) * 60.0;
+        let left = self.planned.saturating_sub(self.done);
+        let pace = if self.done == 0 || left == 0 {
+            format!("{per_min:.1}/min")
+        } else {
+            let secs = left as f64 / per_min * 60.0;
+            format!(
+                "{per_min:.1}/min, about {} left",
+                nodeos_build::util::fmt_duration(Duration::from_secs(
+                    (secs / 60.0).round() as u64 * 60
+                ))
+            )
+        };
+        format!(
+            "{}: {}/{} files ({pace}), {} did not pass (known failures included), {} skipped",
+            self.arch, self.done, self.planned, self.failed, self.skipped
+        )
     }
 }
 
@@ -553,6 +581,24 @@ pub fn bench_section(env: &Env, arches: &[Arch]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_progress_line_counts_failures_and_skips_apart_and_says_the_time_left() {
+        let mut p = Progress::new(Arch::X86_64);
+        p.planned = 300;
+        p.done = 100;
+        p.failed = 2;
+        p.skipped = 3;
+        assert_eq!(
+            p.line(Duration::from_secs(600)),
+            "x86_64: 100/300 files (10.0/min, about 20m 00s left), 2 did not pass (known failures included), 3 skipped"
+        );
+        p.done = 300;
+        assert_eq!(
+            p.line(Duration::from_secs(1800)),
+            "x86_64: 300/300 files (10.0/min), 2 did not pass (known failures included), 3 skipped"
+        );
+    }
 
     fn summary(from_journal: usize) -> Summary {
         Summary {
