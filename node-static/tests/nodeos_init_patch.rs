@@ -254,7 +254,9 @@ fn start_mounts_names_and_arms_the_end_in_order() {
             .filter(|c| c[0] != "mkdir")
             .map(|c| match c[0].as_str().unwrap() {
                 "mount" => format!("mount {}", c[2].as_str().unwrap()),
-                "write" => format!("write {}", c[1].as_str().unwrap()),
+                "write" | "symlink" => {
+                    format!("{} {}", c[0].as_str().unwrap(), c[1].as_str().unwrap())
+                }
                 other => other.to_owned(),
             })
             .collect();
@@ -270,6 +272,10 @@ fn start_mounts_names_and_arms_the_end_in_order() {
                 "mount /proc",
                 "mount /sys",
                 "mount /dev",
+                "symlink /dev/fd",
+                "symlink /dev/stdin",
+                "symlink /dev/stdout",
+                "symlink /dev/stderr",
                 "mount /tmp",
                 "setLinkUp",
                 "sethostname",
@@ -308,8 +314,56 @@ fn start_mounts_names_and_arms_the_end_in_order() {
         );
         assert_eq!(calls_named(&r, "setExitCommand")[0][1], RB_POWER_OFF);
         assert_eq!(calls_named(&r, "setLinkUp")[0][1], "lo");
+        let links: Vec<(String, String)> = calls_named(&r, "symlink")
+            .into_iter()
+            .map(|c| {
+                (
+                    c[1].as_str().unwrap().to_owned(),
+                    c[2].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            links,
+            [
+                ("/dev/fd", "/proc/self/fd"),
+                ("/dev/stdin", "/proc/self/fd/0"),
+                ("/dev/stdout", "/proc/self/fd/1"),
+                ("/dev/stderr", "/proc/self/fd/2"),
+            ]
+            .map(|(a, b)| (a.to_owned(), b.to_owned())),
+            "{}",
+            dir.display()
+        );
         let resolv = calls_named(&r, "write")[1][2].as_str().unwrap().to_owned();
         assert!(resolv.ends_with("nameserver 10.0.2.3\n"), "{resolv}");
+    }
+}
+
+#[test]
+fn an_existing_dev_entry_is_kept_and_nodeos_dev_0_makes_no_links() {
+    for dir in patch_dirs() {
+        let r = run(
+            &dir,
+            json!({"call": "start", "cmdline": "console=ttyS0", "files": {"/dev/stdin": "an image's own"}}),
+        );
+        assert_eq!(r["said"], json!([]), "{}", dir.display());
+        let linked: Vec<&str> = calls_named(&r, "symlink")
+            .into_iter()
+            .map(|c| c[1].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            linked,
+            ["/dev/fd", "/dev/stdout", "/dev/stderr"],
+            "{}",
+            dir.display()
+        );
+
+        let r = run(
+            &dir,
+            json!({"call": "start", "cmdline": "console=ttyS0 nodeos.dev=0"}),
+        );
+        assert!(calls_named(&r, "symlink").is_empty(), "{}", dir.display());
     }
 }
 

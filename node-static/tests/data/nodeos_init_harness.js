@@ -57,6 +57,15 @@ const fakeFs = {
     if (!files.has(p) || files.get(p) === null) throw enoent(p);
     return files.get(p);
   },
+  symlinkSync: (target, p) => {
+    if (files.has(p)) {
+      const e = new Error(`EEXIST: file already exists, symlink '${target}' -> '${p}'`);
+      e.code = 'EEXIST';
+      throw e;
+    }
+    calls.push(['symlink', p, target]);
+    files.set(p, target);
+  },
   writeFileSync: (p, text, options) => {
     if (options.flag === 'wx' && files.has(p)) {
       const e = new Error(`EEXIST: file already exists, open '${p}'`);

@@ -15,7 +15,14 @@ use std::process::Command;
 use super::{Expected, NodeExpectations, Probe, js_string, marker_js};
 
 /// Probes whose expected values hold only in a NodeOS guest.
-pub const GUEST_ONLY_KEYS: &[&str] = &["mounts", "nodeos", "castore", "orphans", "bindingpid1"];
+pub const GUEST_ONLY_KEYS: &[&str] = &[
+    "mounts",
+    "devlinks",
+    "nodeos",
+    "castore",
+    "orphans",
+    "bindingpid1",
+];
 
 /// Node's bundled root store holds about 140 certificates (Mozilla's list);
 /// "well above 100", and a bound that a system store would not fit.
@@ -59,6 +66,14 @@ pub(super) fn probes(exp: &NodeExpectations) -> Vec<Probe> {
             "mounts",
             "(()=>{const t={};for(const l of require('fs').readFileSync('/proc/self/mounts','utf8').split('\\n')){const f=l.split(' ');if(f[1])t[f[1]]=f[2]}return ['/proc','/sys','/dev','/tmp'].map(p=>t[p]).join()})()",
             Expected::Equals("proc,sysfs,devtmpfs,tmpfs".into()),
+        ),
+        Probe::new(
+            "/dev/fd and /dev/std* links",
+            "devlinks",
+            "['fd','stdin','stdout','stderr'].map(n=>require('fs').readlinkSync('/dev/'+n)).join()",
+            Expected::Equals(
+                "/proc/self/fd,/proc/self/fd/0,/proc/self/fd/1,/proc/self/fd/2".into(),
+            ),
         ),
         Probe::new(
             "os.hostname()",
