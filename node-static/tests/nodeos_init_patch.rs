@@ -118,6 +118,14 @@ fn run(dir: &Path, scenario: Value) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
+/// Argument `i` (a string) of every call named `name`.
+fn string_args<'a>(result: &'a Value, name: &str, i: usize) -> Vec<&'a str> {
+    calls_named(result, name)
+        .into_iter()
+        .map(|c| c[i].as_str().unwrap())
+        .collect()
+}
+
 fn calls_named<'a>(result: &'a Value, name: &str) -> Vec<&'a Vec<Value>> {
     result["calls"]
         .as_array()
@@ -260,11 +268,7 @@ fn start_mounts_names_and_arms_the_end_in_order() {
                 other => other.to_owned(),
             })
             .collect();
-        let write_target = |c: &Vec<Value>| c[1].as_str().unwrap().to_owned();
-        let writes: Vec<String> = calls_named(&r, "write")
-            .into_iter()
-            .map(write_target)
-            .collect();
+        let writes = string_args(&r, "write", 1);
         assert_eq!(writes, ["/etc/hosts", "/etc/resolv.conf"]);
         assert_eq!(
             order,
@@ -348,10 +352,7 @@ fn an_existing_dev_entry_is_kept_and_nodeos_dev_0_makes_no_links() {
             json!({"call": "start", "cmdline": "console=ttyS0", "files": {"/dev/stdin": "an image's own"}}),
         );
         assert_eq!(r["said"], json!([]), "{}", dir.display());
-        let linked: Vec<&str> = calls_named(&r, "symlink")
-            .into_iter()
-            .map(|c| c[1].as_str().unwrap())
-            .collect();
+        let linked = string_args(&r, "symlink", 1);
         assert_eq!(
             linked,
             ["/dev/fd", "/dev/stdout", "/dev/stderr"],
@@ -391,10 +392,7 @@ fn switches_turn_steps_off_and_failures_do_not_stop_the_boot() {
             "{}: one line per failed step",
             dir.display()
         );
-        let targets: Vec<&str> = calls_named(&r, "mount")
-            .iter()
-            .map(|c| c[2].as_str().unwrap())
-            .collect();
+        let targets = string_args(&r, "mount", 2);
         assert_eq!(
             targets,
             ["/proc", "/sys", "/tmp"],
