@@ -424,10 +424,7 @@ fn switches_turn_steps_off_and_failures_do_not_stop_the_boot() {
             calls_named(&r, "setExitCommand").is_empty(),
             "nothing armed: node exits"
         );
-        let targets: Vec<&str> = calls_named(&r, "mount")
-            .iter()
-            .map(|c| c[2].as_str().unwrap())
-            .collect();
+        let targets = string_args(&r, "mount", 2);
         assert_eq!(targets, ["/proc"], "only to read the command line");
         assert_eq!(
             *r["calls"].as_array().unwrap().last().unwrap(),
