@@ -4,6 +4,7 @@
 pub mod build;
 pub mod checks;
 pub mod recipe;
+pub mod source_tree;
 
 use anyhow::{bail, Context, Result};
 use nodeos_build::driver::{self, Mode, SourceRef};
@@ -222,6 +223,14 @@ pub fn key(
     );
     k.str("make_target", &recipe.make_target);
     k.list("cflags", &recipe.arch_flags(arch)?.cflags);
+    source_tree_fields(&mut k, env, v, node)?;
+    Ok(k)
+}
+
+/// The key fields of the prepared source tree: the variant's recipe, every
+/// source, the project's patches. The node phase and the node-source phase
+/// both end their keys with these.
+fn source_tree_fields(k: &mut Key, env: &Env, v: &recipe::Variant, node: &Resolved) -> Result<()> {
     k.str("variant-recipe", &format!("{v:?}"));
     for s in node.all() {
         k.source(s);
@@ -237,7 +246,7 @@ pub fn key(
     if variant_patches.is_dir() {
         k.dir("patches/node-variant", &variant_patches)?;
     }
-    Ok(k)
+    Ok(())
 }
 
 /// The node phase for one target: the toolchain, and the library packages

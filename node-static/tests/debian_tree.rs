@@ -80,4 +80,17 @@ fn debian_tree_has_embedded_builtins() {
         !node_gyp.contains("deps/minimatch/index.js"),
         "node.gyp still expects the removed minimatch"
     );
+    // Debian's security fixes change tests beside the code they fix, which
+    // is why node-test takes test/ from this prepared tree and not from the
+    // tarball: CVE-2026-21710's patch adds one test and rewrites another.
+    assert!(tree
+        .join("test/parallel/test-http-headers-distinct-proto.js")
+        .is_file());
+    assert!(std::fs::read_to_string(tree.join("test/parallel/test-http-multiple-headers.js"))
+        .unwrap()
+        .contains("{ __proto__: null }"));
+    assert!(
+        tree.join("lib/internal/nodeos/init.js").is_file(),
+        "the project's patches are applied last"
+    );
 }

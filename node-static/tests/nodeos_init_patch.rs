@@ -146,7 +146,7 @@ fn command_line_switches() {
         assert_eq!(
             r["settings"],
             json!({"proc": true, "sys": true, "dev": true, "tmp": true, "lo": true,
-                   "hostname": "nodeos", "hosts": true, "resolv": true, "reap": true,
+                   "hostname": "nodeos", "hosts": true, "users": true, "resolv": true, "reap": true,
                    "cad": true, "exit": "poweroff", "shutdownTimeout": 5000}),
             "{}",
             dir.display()
@@ -269,7 +269,15 @@ fn start_mounts_names_and_arms_the_end_in_order() {
             })
             .collect();
         let writes = string_args(&r, "write", 1);
-        assert_eq!(writes, ["/etc/hosts", "/etc/resolv.conf"]);
+        assert_eq!(
+            writes,
+            [
+                "/etc/hosts",
+                "/etc/passwd",
+                "/etc/group",
+                "/etc/resolv.conf"
+            ]
+        );
         assert_eq!(
             order,
             [
@@ -284,6 +292,8 @@ fn start_mounts_names_and_arms_the_end_in_order() {
                 "setLinkUp",
                 "sethostname",
                 "write /etc/hosts",
+                "write /etc/passwd",
+                "write /etc/group",
                 "write /etc/resolv.conf",
                 "reboot",
                 "armReaper",
@@ -339,8 +349,30 @@ fn start_mounts_names_and_arms_the_end_in_order() {
             "{}",
             dir.display()
         );
-        let resolv = calls_named(&r, "write")[1][2].as_str().unwrap().to_owned();
-        assert!(resolv.ends_with("nameserver 10.0.2.3\n"), "{resolv}");
+        let written = string_args(&r, "write", 2);
+        let passwd: Vec<Vec<&str>> = written[1].lines().map(|l| l.split(':').collect()).collect();
+        assert_eq!(passwd.len(), 2, "{passwd:?}");
+        assert_eq!(passwd[0][..6], ["root", "x", "0", "0", "root", "/root"]);
+        assert!(
+            passwd[0][6].ends_with("node"),
+            "root's shell is this node: {passwd:?}"
+        );
+        assert_eq!(passwd[1][..4], ["nobody", "x", "65534", "65534"]);
+        assert_eq!(
+            written[2], "root:x:0:\nnogroup:x:65534:\n",
+            "Debian's name for 65534, which Node's own tests use"
+        );
+        assert!(
+            calls_named(&r, "mkdir")
+                .iter()
+                .any(|c| c[1] == "/root" && c[2] == 0o700),
+            "root's home exists"
+        );
+        assert!(
+            written[3].ends_with("nameserver 10.0.2.3\n"),
+            "{}",
+            written[3]
+        );
     }
 }
 
@@ -374,7 +406,7 @@ fn switches_turn_steps_off_and_failures_do_not_stop_the_boot() {
         let r = run(
             &dir,
             json!({"call": "start",
-                   "cmdline": "nodeos.proc=0 nodeos.dev=0 nodeos.hosts=0 nodeos.reap=0 nodeos.cad=0 nodeos.exit=reboot nodeos.lo=0",
+                   "cmdline": "nodeos.proc=0 nodeos.dev=0 nodeos.hosts=0 nodeos.users=0 nodeos.reap=0 nodeos.cad=0 nodeos.exit=reboot nodeos.lo=0",
                    "fail": {"mount /sys": -16, "sethostname": -1}}),
         );
         let said: Vec<&str> = r["said"]
@@ -400,7 +432,7 @@ fn switches_turn_steps_off_and_failures_do_not_stop_the_boot() {
         );
         assert!(
             calls_named(&r, "write").is_empty(),
-            "no /etc/hosts, no pnp for resolv.conf"
+            "no /etc/hosts, /etc/passwd, /etc/group; no pnp for resolv.conf"
         );
         assert!(calls_named(&r, "armReaper").is_empty());
         assert!(

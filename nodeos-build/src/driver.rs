@@ -215,6 +215,8 @@ pub fn chosen_key<P: Phase>(env: &Env, phase: &mut P) -> Result<Key> {
 pub mod names {
     pub const TOOLCHAIN: &str = "toolchain";
     pub const NODE: &str = "node";
+    /// Node's source tree as the node phase prepares it.
+    pub const NODE_SOURCE: &str = "node-source";
     pub const KERNEL: &str = "kernel";
     pub const INITRAMFS: &str = "initramfs";
     /// icecream's compiler environment of one toolchain key.

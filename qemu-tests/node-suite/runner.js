@@ -38,15 +38,14 @@ const FLAGS_RE = /\/\/\s+Flags:(.*)/;
 // anywhere in stdout, which also matches the `# skipped 0` summary of
 // node:test files that ran; only common.skip's line counts here.
 const SKIP_RE = /^1\.\.0 # Skipped:?\s*(.*)$/m;
-// Output kept per stream and child; only the tail is ever reported.
+// Output read back per stream and child; only the tail is ever reported.
 const KEEP_BYTES = 64 * 1024;
 // Between SIGTERM (what test.py sends on timeout) and SIGKILL.
 const KILL_GRACE_MS = 5000;
-// After a child exits, how long its pipes may stay open (a grandchild can
-// hold them) before they are cut.
-const DRAIN_MS = 1000;
 // Where the test tools are; as tools.rs's GUEST_PATH.
 const GUEST_PATH = '/usr/bin:/bin';
+// Decided once: PID 1 mounts /dev before the runner starts.
+const HAS_DEV_NULL = fs.existsSync('/dev/null');
 
 function emit(event) {
   const json = JSON.stringify(event).replace(
@@ -139,18 +138,27 @@ function commandFor(file, source) {
   return { flags, args: [...flags, file] };
 }
 
-// The newest KEEP_BYTES of a stream.
+// The newest KEEP_BYTES of an output file (removed after reading).
 class Tail {
-  constructor() { this.chunks = []; this.bytes = 0; }
-  push(chunk) {
-    this.chunks.push(chunk);
-    this.bytes += chunk.length;
-    while (this.bytes - this.chunks[0].length >= KEEP_BYTES) {
-      this.bytes -= this.chunks.shift().length;
+  constructor(file) {
+    this.bytes = 0;
+    this.data = Buffer.alloc(0);
+    let fd;
+    try {
+      fd = fs.openSync(file, 'r');
+      this.bytes = fs.fstatSync(fd).size;
+      const n = Math.min(this.bytes, KEEP_BYTES);
+      this.data = Buffer.alloc(n);
+      fs.readSync(fd, this.data, 0, n, this.bytes - n);
+    } catch {
+      // Never created (the spawn failed): no output.
+    } finally {
+      if (fd !== undefined) fs.closeSync(fd);
+      try { fs.unlinkSync(file); } catch { /* not there */ }
     }
   }
   lines(count, maxBytes) {
-    let text = Buffer.concat(this.chunks).toString('utf8');
+    let text = this.data.toString('utf8');
     if (text.length > maxBytes) text = text.slice(text.length - maxBytes);
     const lines = text.split('\n').map((l) => l.replace(/\r$/, ''));
     while (lines.length && lines[lines.length - 1] === '') lines.pop();
@@ -179,22 +187,30 @@ function runOne(plan, test, slot, serial) {
     env.TEST_THREAD_ID = String(slot);
     env.TEST_PARALLEL = test.parallel ? '1' : '0';
 
-    const stdout = new Tail();
-    const stderr = new Tail();
+    const outFile = path.join(plan.outDir, `${serial}.out`);
+    const errFile = path.join(plan.outDir, `${serial}.err`);
     let timedOut = false;
     let spawnError = null;
     let child;
+    const fds = [];
     try {
-      // stdin is a pipe closed at once: 'ignore' would open /dev/null, which
-      // a bare guest does not have. detached: its own process group, so a
+      // As under tools/test.py: stdout and stderr go to files and stdin is
+      // /dev/null (a guest without it gets a pipe closed at once), never
+      // pipes, which are active handles some tests count and which a
+      // grandchild could hold open. detached: its own process group, so a
       // timeout kills the test's children too.
+      fds.push(fs.openSync(outFile, 'w'), fs.openSync(errFile, 'w'));
       child = spawn(process.execPath, args, {
-        cwd: plan.root, env, detached: true, stdio: ['pipe', 'pipe', 'pipe'],
+        cwd: plan.root, env, detached: true,
+        stdio: [HAS_DEV_NULL ? 'ignore' : 'pipe', fds[0], fds[1]],
       });
     } catch (err) {
       spawnError = err;
     }
+    for (const fd of fds) fs.closeSync(fd);
     const finish = (exit, signal) => {
+      const stdout = new Tail(outFile);
+      const stderr = new Tail(errFile);
       const ms = Date.now() - started;
       let outcome;
       if (spawnError) outcome = 'fail';
@@ -215,16 +231,10 @@ function runOne(plan, test, slot, serial) {
       resolve(result);
     };
     if (spawnError) { finish(null, null); return; }
-    child.stdin.on('error', () => {});
-    child.stdin.end();
-    child.stdout.on('data', (c) => stdout.push(c));
-    child.stderr.on('data', (c) => stderr.push(c));
-    // The pipes may close before or after 'exit'.
-    let open = 2;
-    let onDrained = null;
-    const closed = () => { if (--open === 0 && onDrained) onDrained(); };
-    child.stdout.once('close', closed);
-    child.stderr.once('close', closed);
+    if (child.stdin) {
+      child.stdin.on('error', () => {});
+      child.stdin.end();
+    }
     const killGroup = (signal) => {
       try { process.kill(-child.pid, signal); } catch { /* already gone */ }
     };
@@ -250,20 +260,15 @@ function runOne(plan, test, slot, serial) {
       if (killTimer) clearTimeout(killTimer);
       // Whatever the test left running in its group goes with it.
       killGroup('SIGKILL');
-      if (open === 0) { finish(code, signal); return; }
-      const cut = setTimeout(() => {
-        onDrained = null;
-        child.stdout.destroy();
-        child.stderr.destroy();
-        finish(code, signal);
-      }, DRAIN_MS);
-      onDrained = () => { clearTimeout(cut); finish(code, signal); };
+      finish(code, signal);
     });
   });
 }
 
 async function runAll(plan) {
   let serial = 0;
+  plan.outDir = path.join(plan.root, '.runner-out');
+  fs.mkdirSync(plan.outDir, { recursive: true });
   const runTest = async (test, slot) => {
     emit({ ev: 'start', id: test.id });
     const result = await runOne(plan, test, slot, serial++);

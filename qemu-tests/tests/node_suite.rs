@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use qemu_tests::node_suite::protocol::RunOutcome;
 use qemu_tests::node_suite::report::{self, RunEnd, Verdict};
-use qemu_tests::node_suite::{self, Event, Filter, NodeBuild, Suite, SuiteRequest};
+use qemu_tests::node_suite::{self, Event, Filter, NodeBuild, SourceKind, Suite, SuiteRequest};
 use qemu_tests::{Arch, QemuConfig};
 
 fn request(
@@ -38,7 +38,7 @@ fn request(
         node_label: "Debian's node, dynamically linked (CI stand-in)".into(),
         version: standin::STANDIN_VERSION.into(),
         source_root,
-        source_tarball: None,
+        source_kind: SourceKind::TestsOnly,
         suites: vec![Suite::Parallel],
         filter: Filter::default(),
         only,

@@ -207,6 +207,12 @@ fn flags_lines_and_the_test_py_environment() {
                 "test-stdin.js",
                 "let n = 0; process.stdin.on('data', (d) => n += d.length); process.stdin.on('end', () => process.exit(n === 0 ? 0 : 5));",
             ),
+            (
+                // As under tools/test.py: stdin is /dev/null, no pipe handle
+                // (test-process-getactiveresources counts handles).
+                "test-stdin-null.js",
+                "const assert = require('assert');\nassert(require('fs').fstatSync(0).isCharacterDevice());\nsetTimeout(() => {}, 0);\nassert.deepStrictEqual(process.getActiveResourcesInfo(), ['Timeout']);\n",
+            ),
         ],
         2,
         60_000,

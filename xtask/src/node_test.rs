@@ -6,12 +6,12 @@
 use crate::Common;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use nodeos_build::fetch::{self, Fetcher};
+use nodeos_build::fetch;
 use nodeos_build::util::{sha256_file, write_atomic};
 use nodeos_build::{Arch, Env};
 use qemu_tests::node_suite::{
-    self, journal, protocol::RunOutcome, Event, Filter, Journal, NodeBuild, Suite, SuiteReport,
-    SuiteRequest,
+    self, journal, protocol::RunOutcome, Event, Filter, Journal, NodeBuild, SourceKind, Suite,
+    SuiteReport, SuiteRequest,
 };
 use qemu_tests::QemuConfig;
 use std::path::{Path, PathBuf};
@@ -178,7 +178,7 @@ fn run_arch(env: &Env, a: &NodeTestArgs, arch: Arch, jobs: usize) -> Result<Suit
         node_label: node.label.clone(),
         version: node.version.clone(),
         source_root: tests.root,
-        source_tarball: Some(tests.tarball),
+        source_kind: SourceKind::Whole,
         suites,
         filter: Filter::new(&a.filter)?,
         only: a.ci_subset.then(node_suite::ci_subset),
@@ -201,7 +201,7 @@ fn run_arch(env: &Env, a: &NodeTestArgs, arch: Arch, jobs: usize) -> Result<Suit
     let key = journal::run_key(&journal::RunKeyInputs {
         arch,
         node_sha256: &node_sha,
-        tests_source: &format!("node source tarball sha256 {}", tests.tarball_sha256),
+        tests_source: &format!("node source tree {}", tests.output.key),
         kernel_sha256: &sha256_file(&bzimage)?,
         tools: &tools_identity,
         jobs,
@@ -418,46 +418,19 @@ fn binary_version(path: &Path) -> Result<String> {
     Ok(v)
 }
 
-/// An extracted `test/` tree and the tarball it is from.
-struct TestTree {
-    /// Holds `test/`.
-    root: PathBuf,
-    tarball: PathBuf,
-    tarball_sha256: String,
-}
-
-/// `test/` of the source tarball of Node `version` (fetched if needed),
-/// extracted once per tarball under the cache dir.
-fn test_tree(env: &Env, version: &str) -> Result<TestTree> {
+/// The source tree Node `version` was built from, patches applied
+/// (node-static's node-source phase: prepared once, then cached).
+fn test_tree(env: &Env, version: &str) -> Result<node_static::source_tree::SourceTree> {
     let major = version.split('.').next().unwrap_or(version);
-    let m = node_static::version(major)?.manifest.clone();
-    let chosen = fetch::choose(env, &m, "node")?;
+    let nv = node_static::version(major)?;
+    let chosen = fetch::choose(env, &nv.manifest, "node")?;
     if chosen.main.version != version {
         bail!(
-            "no source tarball of Node {version} is declared in node-static/sources.toml (it has {}): the tests must come from the node's own source",
+            "no source of Node {version} is declared in node-static/{{versions,sources}}.toml (it has {}): the tests must come from the node's own source",
             chosen.main.version
         );
     }
-    let resolved = if env.dl_dir.join(&chosen.main.file).is_file() {
-        chosen
-    } else {
-        fetch::ensure(&mut Fetcher::new(env)?, &m, "node")?
-    };
-    let tarball = env.dl_dir.join(&resolved.main.file);
-    fetch::verify(&tarball, &resolved.main.sha256)?;
-    let dest = env
-        .cache_dir
-        .join("node-test")
-        .join(format!("src-{}", &resolved.main.sha256[..16]));
-    if !node_suite::has_test_tree(&dest) {
-        eprintln!("extracting test/ from {}", tarball.display());
-        node_suite::source::extract_tests(&tarball, &dest)?;
-    }
-    Ok(TestTree {
-        root: dest,
-        tarball,
-        tarball_sha256: resolved.main.sha256,
-    })
+    node_static::source_tree::build(env, nv)
 }
 
 /// The last run's figures per arch, for `bench`.

@@ -39,7 +39,8 @@ pub fn of(nv: &NodeVersion) -> Result<Vec<PhaseDecl>> {
     Ok(phases)
 }
 
-/// Every phase of every Node version's build, then each library package no
+/// Every phase of every Node version's build (and its node-source, which
+/// `node-test` builds), then each library package no
 /// version links (built on its own, e.g. zlib). A name appears once per
 /// version whose declaration of it differs (Node 18's and 22's node and
 /// brotli come from different sources).
@@ -60,6 +61,8 @@ pub fn every() -> Vec<PhaseDecl> {
         for d in of(nv).expect("versions.toml's recipes name registered packages (tested)") {
             push(d);
         }
+        // node-test's: the prepared source tree it takes the tests from.
+        push(node_static::source_tree::decl(nv));
     }
     for p in packages::Registry::builtin().all() {
         push(p.decl());

@@ -18,6 +18,7 @@ use super::{Expected, NodeExpectations, Probe, js_string, marker_js};
 pub const GUEST_ONLY_KEYS: &[&str] = &[
     "mounts",
     "devlinks",
+    "users",
     "nodeos",
     "castore",
     "orphans",
@@ -74,6 +75,12 @@ pub(super) fn probes(exp: &NodeExpectations) -> Vec<Probe> {
             Expected::Equals(
                 "/proc/self/fd,/proc/self/fd/0,/proc/self/fd/1,/proc/self/fd/2".into(),
             ),
+        ),
+        Probe::new(
+            "os.userInfo() from /etc/passwd",
+            "users",
+            "(u=>[u.username,u.uid,u.gid,u.homedir].join())(require('os').userInfo())",
+            Expected::Equals("root,0,0,/root".into()),
         ),
         Probe::new(
             "os.hostname()",

@@ -1,12 +1,13 @@
 //! Node's own test suite inside a booted guest (`cargo xtask node-test`).
 //!
 //! The pieces, in the order a run uses them:
-//! * [`source`]: `test/` out of the very Node source tarball the node was
-//!   built from.
+//! * the source: the very tree the node was built from, patches applied
+//!   (node-static's node-source phase), or for the CI stand-in `test/`
+//!   out of its tarball ([`source`]).
 //! * [`select`]: the test files of `test/parallel` (and `test/sequential`),
 //!   narrowed by `--filter`, and the fixtures they need.
 //! * [`outside`]: the files of the source tree outside `test/` that the
-//!   selected tests read, extracted from the same tarball when it has them.
+//!   selected tests read, packed from the same tree when it has them.
 //! * [`expect`]: Node's own status files and our known-failures list for the
 //!   version (`node-suite/known-failures/<version>.status`), in Node's
 //!   status syntax ([`status`]), each of our entries with a one-word reason.
@@ -55,6 +56,17 @@ pub const TEST_PY_TIMEOUT: Duration = Duration::from_secs(120);
 /// The factor applied to [`TEST_PY_TIMEOUT`] by default.
 pub const DEFAULT_TCG_TIMEOUT_FACTOR: u32 = 3;
 
+/// What [`SuiteRequest::source_root`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// The whole tree the node was built from: the files outside `test/`
+    /// that tests read are packed from it ([`outside`]).
+    Whole,
+    /// Only `test/` (the CI stand-in's, a tree of a test's own making):
+    /// only `test/` is packed.
+    TestsOnly,
+}
+
 /// Everything one arch's run needs.
 pub struct SuiteRequest {
     /// The kernel, the image's initramfs (`initrd`), memory, log place and
@@ -65,12 +77,9 @@ pub struct SuiteRequest {
     pub node_label: String,
     /// The version the tests are from, e.g. `18.20.4`.
     pub version: String,
-    /// A Node source tree with `test/` (see [`source::extract_tests`]).
+    /// A Node source tree with `test/`.
     pub source_root: PathBuf,
-    /// The tarball `source_root` was extracted from: the files outside
-    /// `test/` that tests read come from it ([`outside`]). `None`: only
-    /// `test/` is packed (a tree of a test's own making).
-    pub source_tarball: Option<PathBuf>,
+    pub source_kind: SourceKind,
     pub suites: Vec<Suite>,
     pub filter: Filter,
     /// Exactly these files (`parallel/test-x.js`), e.g. the CI subset;
@@ -209,26 +218,26 @@ pub fn run_plan(
     mut journal: Option<&mut Journal>,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<SuiteReport> {
-    let outside = match &req.source_tarball {
-        Some(tarball) => {
-            let listing = source::listing(tarball, &req.source_root)?;
+    let outside = match req.source_kind {
+        SourceKind::Whole => {
+            let listing = outside::Listing::of_tree(&req.source_root)?;
             let needs = outside::needs(&req.source_root, &listing, &plan.selection.run)?;
-            Some((tarball, listing, needs))
+            Some((listing, needs))
         }
-        None => None,
+        SourceKind::TestsOnly => None,
     };
     let boot = if plan.to_run.is_empty() {
         None
     } else {
         let packed = match &outside {
-            Some((tarball, listing, needs)) => {
+            Some((listing, needs)) => {
                 let wanted = plan
                     .to_run
                     .iter()
                     .filter_map(|t| needs.get(&t.name()))
                     .flat_map(|n| n.present.iter().cloned())
                     .collect();
-                source::extract_outside(tarball, &req.source_root, listing, &wanted)?
+                source::with_requires(&req.source_root, listing, &wanted)
             }
             None => Default::default(),
         };
@@ -259,7 +268,7 @@ pub fn run_plan(
             .map(|r| protocol::TestResult { id, ..r.clone() });
         let expected = plan.expectations.expected(t, &vars);
         let mut file = report::FileReport::judge(t.clone(), result, expected);
-        if let Some(n) = outside.as_ref().and_then(|(_, _, needs)| needs.get(&name)) {
+        if let Some(n) = outside.as_ref().and_then(|(_, needs)| needs.get(&name)) {
             file.lacks = n.lacking.iter().cloned().collect();
         }
         files.push(file);

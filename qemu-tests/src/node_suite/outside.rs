@@ -1,9 +1,9 @@
 //! Files of the Node source tree outside `test/` that tests read
 //! (`require('../../tools/icu/icu_versions.json')`,
 //! `path.join(srcRoot, 'doc', 'api', 'cli.md')`), found by a scan of the
-//! test sources, and checked against the source tarball's listing: what it
-//! has is packed at the same place under `/node-test`, what it lacks is
-//! named in the report of a test that fails.
+//! test sources, and checked against the source tree's listing: what it
+//! has is packed at the same place under `/node-test`, what it lacks (a
+//! repack removed it) is named in the report of a test that fails.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -13,11 +13,11 @@ use anyhow::{Context as _, Result};
 
 use super::select::{TestFile, common_requires};
 
-/// The paths of a source tarball, relative to its top directory
-/// (`node-v18.20.4/`), as `tar -t` lists them.
+/// The paths of a source tree, relative to its top directory (a tarball's
+/// `node-v18.20.4/`).
 #[derive(Debug, Clone, Default)]
 pub struct Listing {
-    /// The tarball's top directory, e.g. `node-v18.20.4`.
+    /// The top directory's name, e.g. `node-v18.20.4`.
     pub prefix: String,
     files: BTreeSet<String>,
     dirs: BTreeSet<String>,
@@ -32,26 +32,51 @@ impl Listing {
             if l.prefix.is_empty() {
                 l.prefix = top.to_owned();
             }
-            let is_dir = rest.ends_with('/');
-            let rest = rest.trim_end_matches('/');
-            if rest.is_empty() {
-                continue;
-            }
-            // Parents count as directories even when the tarball has no
-            // entry of their own.
-            let mut end = 0;
-            while let Some(i) = rest[end..].find('/') {
-                end += i;
-                l.dirs.insert(rest[..end].to_owned());
-                end += 1;
-            }
-            if is_dir {
-                l.dirs.insert(rest.to_owned());
-            } else {
-                l.files.insert(rest.to_owned());
-            }
+            l.add(rest.trim_end_matches('/'), rest.ends_with('/'));
         }
         l
+    }
+
+    /// Of a source tree on disk: every file and directory under `root`
+    /// (symlinks count as files and are not followed).
+    pub fn of_tree(root: &Path) -> Result<Listing> {
+        let mut l = Listing {
+            prefix: root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            ..Listing::default()
+        };
+        for entry in walkdir::WalkDir::new(root).min_depth(1) {
+            let entry = entry.with_context(|| format!("listing {}", root.display()))?;
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .expect("under the root")
+                .to_string_lossy()
+                .into_owned();
+            l.add(&rel, entry.file_type().is_dir());
+        }
+        Ok(l)
+    }
+
+    fn add(&mut self, path: &str, is_dir: bool) {
+        if path.is_empty() {
+            return;
+        }
+        // Parents count as directories even when the listing has no entry
+        // of their own.
+        let mut end = 0;
+        while let Some(i) = path[end..].find('/') {
+            end += i;
+            self.dirs.insert(path[..end].to_owned());
+            end += 1;
+        }
+        if is_dir {
+            self.dirs.insert(path.to_owned());
+        } else {
+            self.files.insert(path.to_owned());
+        }
     }
 
     fn has(&self, path: &str) -> bool {
@@ -63,11 +88,11 @@ impl Listing {
     }
 
     /// What `path` (relative to the source root; `*` in a component for a
-    /// part computed at run time) is in this tarball.
+    /// part computed at run time) is in this tree.
     pub fn resolve(&self, path: &str) -> Found {
         let top = path.split('/').next().unwrap_or(path);
         // `test/` is packed by the test selection; a first component the
-        // tarball does not have is no path of the source tree (a string
+        // tree does not have is no path of the source tree (a string
         // such as '../../bar' that a path test computes with).
         if top == "test" || top.contains('*') || !self.is_top(top) {
             return Found::NotSource;
@@ -104,12 +129,12 @@ impl Listing {
     }
 }
 
-/// What a referenced path is in the tarball.
+/// What a referenced path is in the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found {
     /// These entries (files, or directories taken whole).
     Present(BTreeSet<String>),
-    /// A path of the source tree that this tarball does not have.
+    /// A path of the source tree that this tree does not have.
     Lacking(String),
     /// Not a path of the source tree.
     NotSource,
@@ -120,7 +145,7 @@ pub enum Found {
 pub struct OutsideNeeds {
     /// Entries to pack (files, or directories taken whole).
     pub present: BTreeSet<String>,
-    /// Paths it reads that the tarball lacks.
+    /// Paths it reads that the tree lacks.
     pub lacking: BTreeSet<String>,
 }
 

@@ -58,7 +58,7 @@ pub struct FileReport {
     pub expected: Expected,
     /// Why it was skipped.
     pub skip: Option<String>,
-    /// Paths outside `test/` it reads that the source tarball lacks.
+    /// Paths outside `test/` it reads that the source tree lacks.
     pub lacks: Vec<String>,
 }
 
@@ -259,7 +259,7 @@ impl SuiteReport {
                 f.outcome_text()
             );
             for path in &f.lacks {
-                let _ = writeln!(out, "     needs {path}, which this source tarball lacks");
+                let _ = writeln!(out, "     needs {path}, which this source tree lacks");
             }
             if let Some(r) = &f.result {
                 for line in &r.tail {

@@ -1,9 +1,8 @@
-//! `test/` out of a Node source tarball, and the files outside it that
-//! tests read.
+//! `test/` out of a Node source tarball (the CI stand-in's tests), and the
+//! files outside `test/` that tests read, from a whole source tree.
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
@@ -66,51 +65,13 @@ pub fn extract_tests(tarball: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The file in a source root (beside `test/`) that holds its tarball's
-/// listing.
-pub const LISTING_FILE: &str = "source-listing.txt";
-
-/// The listing of `tarball`, kept in `root` (the tree [`extract_tests`]
-/// made from it) after the first time.
-pub fn listing(tarball: &Path, root: &Path) -> Result<Listing> {
-    let kept = root.join(LISTING_FILE);
-    if let Ok(text) = std::fs::read_to_string(&kept) {
-        return Ok(Listing::parse(&text));
-    }
-    let out = Command::new("tar")
-        .arg("-tf")
-        .arg(tarball)
-        .output()
-        .context("running tar (install it with `apt-get install tar xz-utils`)")?;
-    if !out.status.success() {
-        bail!(
-            "listing {} failed: {}",
-            tarball.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let part = root.join(format!(".{LISTING_FILE}.part-{}", std::process::id()));
-    std::fs::write(&part, &out.stdout).with_context(|| format!("writing {}", part.display()))?;
-    std::fs::rename(&part, &kept)
-        .with_context(|| format!("renaming {} to {}", part.display(), kept.display()))?;
-    Ok(Listing::parse(&String::from_utf8_lossy(&out.stdout)))
-}
-
-/// Extracts `paths` (relative to the source root; files, or directories
-/// taken whole) from `tarball` into `root` where they are not there yet,
-/// and then, in turn, the files their JS files require by relative path.
-/// Returns every path to pack: `paths` and those it added. Each path lands
-/// whole or not at all (extracted beside `root`, then renamed into place).
-pub fn extract_outside(
-    tarball: &Path,
-    root: &Path,
-    listing: &Listing,
-    paths: &BTreeSet<String>,
-) -> Result<BTreeSet<String>> {
+/// `paths` (relative to the source tree `root`; files, or directories
+/// taken whole) and, in turn, the files their JS files require by relative
+/// path: every path to pack.
+pub fn with_requires(root: &Path, listing: &Listing, paths: &BTreeSet<String>) -> BTreeSet<String> {
     let mut all = paths.clone();
     let mut todo: BTreeSet<String> = paths.clone();
     while !todo.is_empty() {
-        extract_missing(tarball, root, listing, &todo)?;
         let mut next = BTreeSet::new();
         for p in &todo {
             if !(p.ends_with(".js") || p.ends_with(".mjs") || p.ends_with(".cjs")) {
@@ -128,60 +89,7 @@ pub fn extract_outside(
         all.extend(next.iter().cloned());
         todo = next;
     }
-    Ok(all)
-}
-
-fn extract_missing(
-    tarball: &Path,
-    root: &Path,
-    listing: &Listing,
-    paths: &BTreeSet<String>,
-) -> Result<()> {
-    let missing: Vec<&String> = paths
-        .iter()
-        .filter(|p| root.join(p).symlink_metadata().is_err())
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let part = root.join(format!(".outside.part-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&part);
-    std::fs::create_dir_all(&part).with_context(|| format!("creating {}", part.display()))?;
-    let out = nodeos_build::tree::untar(tarball, &part)
-        .args(["--strip-components=1", "--no-wildcards", "--"])
-        .args(missing.iter().map(|p| format!("{}/{p}", listing.prefix)))
-        .output()
-        .context("running tar (install it with `apt-get install tar xz-utils`)")?;
-    let result = (|| -> Result<()> {
-        if !out.status.success() {
-            bail!(
-                "extracting {} from {} failed: {}",
-                missing
-                    .iter()
-                    .map(|p| p.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                tarball.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        for p in &missing {
-            let dest = root.join(p);
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            if let Err(e) = std::fs::rename(part.join(p), &dest) {
-                // Another run on the same cache put it there first.
-                if dest.symlink_metadata().is_err() {
-                    return Err(e).with_context(|| format!("moving {p} into {}", root.display()));
-                }
-            }
-        }
-        Ok(())
-    })();
-    let _ = std::fs::remove_dir_all(&part);
-    result
+    all
 }
 
 #[cfg(test)]

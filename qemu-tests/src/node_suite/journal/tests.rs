@@ -1,6 +1,6 @@
 use super::*;
 use crate::node_suite::report::{RunEnd, Verdict};
-use crate::node_suite::{Filter, NodeBuild, Suite, SuiteRequest, plan_run, run_plan};
+use crate::node_suite::{Filter, NodeBuild, SourceKind, Suite, SuiteRequest, plan_run, run_plan};
 
 fn inputs(jobs: usize) -> RunKeyInputs<'static> {
     RunKeyInputs {
@@ -287,7 +287,7 @@ fn request(source_root: &Path, work: &Path, filter: &[&str]) -> SuiteRequest {
         node_label: "test node".into(),
         version: "99.0.0".into(),
         source_root: source_root.to_owned(),
-        source_tarball: None,
+        source_kind: SourceKind::TestsOnly,
         suites: vec![Suite::Parallel],
         filter: Filter::new(&filter.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap(),
         only: None,

@@ -149,19 +149,17 @@ fn relative_requires_resolve_against_the_files_dir() {
     );
 }
 
-/// The real test sources of Node 18.20.4 (the tree `cargo xtask node-test`
-/// extracts into the cache) against the listing kept beside it. Set
-/// NODEOS_NODE_TEST_TREE to that directory (…/node-test/src-<sha>).
+/// The real sources of Node 18.20.4: the tree `cargo xtask node-test`
+/// prepares in the cache. Set NODEOS_NODE_TEST_TREE to that directory
+/// (…/out/node-source/<key>/node).
 #[test]
-#[ignore = "needs an extracted Node 18.20.4 test tree and its listing: NODEOS_NODE_TEST_TREE"]
+#[ignore = "needs a prepared Node 18.20.4 source tree: NODEOS_NODE_TEST_TREE"]
 fn node_18_tests_that_read_outside_test() {
     let root = std::path::PathBuf::from(
         std::env::var("NODEOS_NODE_TEST_TREE")
             .expect("set NODEOS_NODE_TEST_TREE to an extracted node-test source dir"),
     );
-    let text = std::fs::read_to_string(root.join(crate::node_suite::source::LISTING_FILE))
-        .expect("the tree's source listing (a node-test run writes it)");
-    let listing = Listing::parse(&text);
+    let listing = Listing::of_tree(&root).unwrap();
     let tests = crate::node_suite::select::list(&root, crate::node_suite::Suite::Parallel).unwrap();
     let got = needs(&root, &listing, &tests).unwrap();
     let with: Vec<_> = got

@@ -316,7 +316,7 @@ fn a_failure_names_the_paths_the_source_tarball_lacks() {
         lines[..3],
         [
             "FAIL x86_64 parallel/test-npm-version.js: fail (exit 1)",
-            "     needs deps/npm/package.json, which this source tarball lacks",
+            "     needs deps/npm/package.json, which this source tree lacks",
             "     | Cannot find module",
         ],
         "{text}"

@@ -1,4 +1,5 @@
 use super::*;
+use std::process::Command;
 
 /// A small source tarball made with the real tar: `node-v1/` holding
 /// `test/common/index.js`, a benchmark file that requires a sibling, and
@@ -32,16 +33,14 @@ fn tarball(dir: &Path) -> std::path::PathBuf {
 }
 
 #[test]
-fn outside_paths_and_their_relative_requires_are_extracted_and_kept() {
+fn outside_paths_come_with_what_they_require() {
     let dir = tempfile::tempdir().unwrap();
-    let tgz = tarball(dir.path());
-    let root = dir.path().join("tree");
-    extract_tests(&tgz, &root).unwrap();
-    let l = listing(&tgz, &root).unwrap();
+    tarball(dir.path());
+    let root = dir.path().join("src").join("node-v1");
+    let l = Listing::of_tree(&root).unwrap();
     assert_eq!(l.prefix, "node-v1");
-    assert!(root.join(LISTING_FILE).is_file(), "the listing is kept");
     let wanted: BTreeSet<String> = ["benchmark/_cli.js".to_owned(), "tools/icu".to_owned()].into();
-    let got = extract_outside(&tgz, &root, &l, &wanted).unwrap();
+    let got = with_requires(&root, &l, &wanted);
     assert_eq!(
         got.into_iter().collect::<Vec<_>>(),
         [
@@ -51,25 +50,31 @@ fn outside_paths_and_their_relative_requires_are_extracted_and_kept() {
             "tools/icu"
         ]
     );
-    assert!(
-        root.join("tools/icu/other.txt").is_file(),
-        "a directory comes whole"
+    assert_eq!(
+        l.resolve("benchmark/unused"),
+        Found::Present(["benchmark/unused.js".to_owned()].into()),
+        "the listing has every file of the tree"
     );
-    assert!(
-        !root.join("benchmark/unused.js").exists(),
-        "only what is read"
+    assert_eq!(
+        l.resolve("tools/nothing.json"),
+        Found::Lacking("tools/nothing.json".into())
     );
+}
+
+#[test]
+fn only_test_is_extracted_from_a_tarball() {
+    let dir = tempfile::tempdir().unwrap();
+    let tgz = tarball(dir.path());
+    let root = dir.path().join("tree");
+    extract_tests(&tgz, &root).unwrap();
+    assert!(root.join("test/common/index.js").is_file());
+    assert!(!root.join("benchmark").exists());
     assert!(
-        std::fs::read_dir(&root).unwrap().all(|e| !e
+        std::fs::read_dir(dir.path()).unwrap().all(|e| !e
             .unwrap()
             .file_name()
             .to_string_lossy()
             .contains(".part")),
         "no part dir is left"
     );
-    // Kept: a second call with the tarball gone extracts nothing.
-    std::fs::remove_file(&tgz).unwrap();
-    let again = extract_outside(&tgz, &root, &l, &wanted).unwrap();
-    assert_eq!(again.len(), 4);
-    assert_eq!(listing(&tgz, &root).unwrap().prefix, "node-v1");
 }
