@@ -66,12 +66,15 @@ pub enum Reason {
     Static,
     /// Needs a kernel option our kernel leaves out.
     Kernel,
+    /// Expects the binary to be called `node`: in NodeOS it is `/init`, so
+    /// `process.argv0` and the messages built from it say `init`.
+    InitName,
     /// Fails now and then for reasons of its own.
     Flaky,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::NeedsProc,
         Reason::NeedsDev,
         Reason::NeedsTmp,
@@ -87,6 +90,7 @@ impl Reason {
         Reason::Musl,
         Reason::Static,
         Reason::Kernel,
+        Reason::InitName,
         Reason::Flaky,
     ];
 
@@ -107,6 +111,7 @@ impl Reason {
             Reason::Musl => "musl",
             Reason::Static => "static",
             Reason::Kernel => "kernel",
+            Reason::InitName => "init-name",
             Reason::Flaky => "flaky",
         }
     }
