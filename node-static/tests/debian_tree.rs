@@ -86,9 +86,11 @@ fn debian_tree_has_embedded_builtins() {
     assert!(tree
         .join("test/parallel/test-http-headers-distinct-proto.js")
         .is_file());
-    assert!(std::fs::read_to_string(tree.join("test/parallel/test-http-multiple-headers.js"))
-        .unwrap()
-        .contains("{ __proto__: null }"));
+    assert!(
+        std::fs::read_to_string(tree.join("test/parallel/test-http-multiple-headers.js"))
+            .unwrap()
+            .contains("{ __proto__: null }")
+    );
     assert!(
         tree.join("lib/internal/nodeos/init.js").is_file(),
         "the project's patches are applied last"

@@ -93,15 +93,22 @@ fn size_cell(bytes: Option<u64>) -> String {
 fn timing_cells(p: &nodeos_build::PhaseOutput) -> (String, String) {
     let t = nodeos_build::timings::read(&p.dir);
     // A phase finished by a resumed run took longer in all than its
-    // publishing run: say so instead of passing it off as cold.
+    // publishing run, and one compiled through a compiler cache or a farm
+    // shows cache hits or remote compiles: say so instead of passing
+    // either off as cold.
+    let launcher = crate::model_report::PhaseRecord::read(&p.dir)
+        .ok()
+        .and_then(|r| r.launcher());
     let cold = t
         .as_ref()
         .map(|t| {
             let d = fmt_duration(Duration::from_secs_f64(t.build_secs));
-            if !t.cold() {
-                format!("{d} (last run only: resumed; earlier runs not counted)")
-            } else {
-                d
+            match launcher {
+                Some(l) => format!("{d} (through {l}: not a cold build)"),
+                None if !t.cold() => {
+                    format!("{d} (last run only: resumed; earlier runs not counted)")
+                }
+                None => d,
             }
         })
         .unwrap_or("?".into());
@@ -394,4 +401,59 @@ fn host_name() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     cpu
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A published output with a timings file and one make record whose
+    /// compile ran through `compiler`.
+    fn output(dir: &std::path::Path, compiler: &str) -> nodeos_build::PhaseOutput {
+        let t = nodeos_build::timings::PhaseTimings {
+            phase: "node".into(),
+            arch: "x86_64".into(),
+            key: "k".into(),
+            build_secs: 188.0,
+            steps: vec![nodeos_build::timings::StepTiming {
+                step: "make".into(),
+                secs: 180.0,
+                how: StepHow::Built,
+            }],
+        };
+        std::fs::write(
+            dir.join(nodeos_build::timings::FILE),
+            serde_json::to_vec(&t).unwrap(),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.join(nodeos_build::jobrec::RECORD_DIR)).unwrap();
+        let cmd = format!("{compiler} -c a.cc -o a.o");
+        std::fs::write(
+            dir.join(nodeos_build::jobrec::RECORD_DIR).join("make.tsv"),
+            format!(
+                "S\t100.0\t2\nJ\t1\t\t100.0\t101.0\t0\ta.o\t{}\t{cmd}\t{cmd}\nE\t101.5\t0\n",
+                cmd.len()
+            ),
+        )
+        .unwrap();
+        nodeos_build::PhaseOutput {
+            name: "node".into(),
+            arch: Some(Arch::X86_64),
+            dir: dir.to_path_buf(),
+            key: "k".into(),
+            cached: true,
+            wall: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_build_through_a_compiler_cache_is_not_shown_as_cold() {
+        let d = tempfile::tempdir().unwrap();
+        let (cold, steps) = timing_cells(&output(d.path(), "/usr/bin/ccache g++"));
+        assert_eq!(cold, "3m 08s (through ccache: not a cold build)");
+        assert_eq!(steps, "make 3m 00s");
+        let d = tempfile::tempdir().unwrap();
+        let (cold, _) = timing_cells(&output(d.path(), "/opt/tc/bin/x86_64-linux-musl-g++"));
+        assert_eq!(cold, "3m 08s");
+    }
 }
