@@ -58,6 +58,10 @@ pub struct BenchArgs {
     /// timings.json and jobs/), e.g. one copied from another machine
     #[arg(long, value_name = "DIR", requires = "model")]
     records: Vec<std::path::PathBuf>,
+    /// Only the pass rates of the last `cargo xtask node-test` per arch (no
+    /// image is built or booted)
+    #[arg(long, conflicts_with_all = ["initramfs_only", "kernel_options", "model", "vs", "app"])]
+    node_test: bool,
 }
 
 fn initramfs_throughput(env: &Env, archive_mb: u64) -> Result<String> {
@@ -145,6 +149,9 @@ pub fn run(common: &Common, a: BenchArgs) -> Result<()> {
     }
     if a.model {
         return crate::model_report::run(&env, &common.arches(), &a.records, a.check, !a.no_write);
+    }
+    if a.node_test {
+        return crate::node_test::bench_run(&env, &common.arches(), !a.no_write);
     }
     let versions = bench_compare::versions(&a.node, a.vs.as_deref())?;
     let app = a.app.load()?;

@@ -519,8 +519,28 @@ fn time_cell(s: &Summary) -> String {
 }
 
 /// The BENCHMARKS.md section: the last node-test run per arch.
+/// The heading of the section [`bench_section`] writes in BENCHMARKS.md.
+pub const SECTION: &str = "## Node's own tests (last `cargo xtask node-test`)";
+
+/// `bench --node-test`: prints the section and, with `write`, replaces it
+/// in BENCHMARKS.md.
+pub fn bench_run(env: &Env, arches: &[Arch], write: bool) -> Result<()> {
+    let md = bench_section(env, arches);
+    print!("{md}");
+    if write {
+        let path = env.project_root.join("BENCHMARKS.md");
+        let body = md
+            .strip_prefix(SECTION)
+            .expect("the section starts with its heading")
+            .trim_start_matches('\n');
+        crate::model_report::write_section_headed(&path, SECTION, body)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 pub fn bench_section(env: &Env, arches: &[Arch]) -> String {
-    let mut md = String::from("## Node's own tests (last `cargo xtask node-test`)\n\n| arch | node | files | passed | failed | known failures | skipped | pass rate | time | jobs |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    let mut md = format!("{SECTION}\n\n| arch | node | files | passed | failed | known failures | skipped | pass rate | time | jobs |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for &arch in arches {
         let s: Option<Summary> = std::fs::read(summary_path(env, arch))
             .ok()
@@ -592,6 +612,39 @@ mod tests {
             jobs: 2,
             completed: true,
         }
+    }
+
+    #[test]
+    fn bench_node_test_replaces_only_its_section() {
+        let d = tempfile::tempdir().unwrap();
+        let env = Env::for_tests(&d.path().join("cache"), d.path());
+        let bench = d.path().join("BENCHMARKS.md");
+        std::fs::write(
+            &bench,
+            format!("# Benchmarks\n\n## Boot\n\nkept\n\n{SECTION}\n\nold figures\n\n## Sizes\n\nkept too\n"),
+        )
+        .unwrap();
+        let p = summary_path(&env, Arch::X86_64);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, serde_json::to_vec(&summary(0)).unwrap()).unwrap();
+        bench_run(&env, &[Arch::X86_64, Arch::I386], true).unwrap();
+        let text = std::fs::read_to_string(&bench).unwrap();
+        assert!(!text.contains("old figures"), "{text}");
+        assert_eq!(text.matches(SECTION).count(), 1, "{text}");
+        assert!(
+            text.contains(
+                "| x86_64 | NodeOS static node (test/parallel) | 12 | 10 | 0 | 0 | 2 | 100.0% |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("| i386 | not run: `cargo xtask node-test --arch i386` |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("## Boot\n\nkept\n") && text.ends_with("## Sizes\n\nkept too\n"),
+            "{text}"
+        );
     }
 
     #[test]
