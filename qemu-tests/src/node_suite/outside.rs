@@ -13,25 +13,21 @@ use anyhow::{Context as _, Result};
 
 use super::select::{TestFile, common_requires};
 
-/// The paths of a source tree, relative to its top directory (a tarball's
-/// `node-v18.20.4/`).
+/// The paths of a source tree, relative to its root.
 #[derive(Debug, Clone, Default)]
 pub struct Listing {
-    /// The top directory's name, e.g. `node-v18.20.4`.
-    pub prefix: String,
     files: BTreeSet<String>,
     dirs: BTreeSet<String>,
 }
 
 impl Listing {
-    /// From `tar -t` output: one member a line, directories ending in `/`.
+    /// From `tar -t` style text (a top directory, then one path a line,
+    /// directories ending in `/`): the tests' way to write a listing.
+    #[cfg(test)]
     pub fn parse(text: &str) -> Listing {
         let mut l = Listing::default();
         for line in text.lines().filter(|l| !l.is_empty()) {
-            let (top, rest) = line.split_once('/').unwrap_or((line, ""));
-            if l.prefix.is_empty() {
-                l.prefix = top.to_owned();
-            }
+            let rest = line.split_once('/').map_or("", |(_, rest)| rest);
             l.add(rest.trim_end_matches('/'), rest.ends_with('/'));
         }
         l
@@ -40,13 +36,7 @@ impl Listing {
     /// Of a source tree on disk: every file and directory under `root`
     /// (symlinks count as files and are not followed).
     pub fn of_tree(root: &Path) -> Result<Listing> {
-        let mut l = Listing {
-            prefix: root
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            ..Listing::default()
-        };
+        let mut l = Listing::default();
         for entry in walkdir::WalkDir::new(root).min_depth(1) {
             let entry = entry.with_context(|| format!("listing {}", root.display()))?;
             let rel = entry
