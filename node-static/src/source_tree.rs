@@ -24,10 +24,6 @@ const TREE: &str = "node";
 pub struct SourceTree {
     /// The tree's root (holds `test/`, `lib/`, `deps/`...).
     pub root: PathBuf,
-    /// The Node version, e.g. `18.20.4`.
-    pub version: String,
-    /// The source variant it was prepared from (`upstream`, `debian`...).
-    pub variant: String,
     pub output: PhaseOutput,
 }
 
@@ -81,12 +77,9 @@ impl Phase for SourcePhase<'_> {
         })
     }
 
-    fn output(&self, output: PhaseOutput, sources: &Sources) -> Result<SourceTree> {
-        let node = sources.get("node");
+    fn output(&self, output: PhaseOutput, _sources: &Sources) -> Result<SourceTree> {
         Ok(SourceTree {
             root: output.dir.join(TREE),
-            version: node.main.version.clone(),
-            variant: node.variant().to_string(),
             output,
         })
     }
