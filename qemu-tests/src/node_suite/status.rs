@@ -66,6 +66,9 @@ pub enum Reason {
     Static,
     /// Needs a kernel option our kernel leaves out.
     Kernel,
+    /// Changed by the distribution's patch series (the tree the tests come
+    /// from) to expect the distribution's own build settings.
+    Distro,
     /// Expects the binary to be called `node`: in NodeOS it is `/init`, so
     /// `process.argv0` and the messages built from it say `init`.
     InitName,
@@ -74,7 +77,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::NeedsProc,
         Reason::NeedsDev,
         Reason::NeedsTmp,
@@ -90,6 +93,7 @@ impl Reason {
         Reason::Musl,
         Reason::Static,
         Reason::Kernel,
+        Reason::Distro,
         Reason::InitName,
         Reason::Flaky,
     ];
@@ -111,6 +115,7 @@ impl Reason {
             Reason::Musl => "musl",
             Reason::Static => "static",
             Reason::Kernel => "kernel",
+            Reason::Distro => "distro",
             Reason::InitName => "init-name",
             Reason::Flaky => "flaky",
         }
