@@ -197,12 +197,21 @@ fn summary_names_every_count() {
 #[test]
 fn summary_of_a_run_from_the_journal_alone_says_so() {
     let mut r = sample();
+    // A file that skipped itself ran (and has its journal line); one a
+    // SKIP rule left out, or one without a result, did not.
+    for (id, name) in [(7, "test-skips-itself"), (8, "test-skips-too")] {
+        r.files.push(FileReport::judge(
+            file(name),
+            Some(result(id, RunOutcome::Skip, &["no IPv6"])),
+            Expected::default(),
+        ));
+    }
     r.booted = false;
     r.wall = Duration::ZERO;
     r.boot = None;
     r.journal = Some(JournalUse {
         path: "/j/k.jsonl".into(),
-        resumed: 6,
+        resumed: 7,
         results: 9,
         sessions: 2,
         total_time: Duration::from_millis(123_400),
@@ -214,7 +223,7 @@ fn summary_of_a_run_from_the_journal_alone_says_so() {
         "{s}"
     );
     assert!(
-        s.contains("journal /j/k.jsonl: 6 of these 6 results from earlier runs; it holds 9 results from 2 guest boots taking 123.4 s in all"),
+        s.contains("journal /j/k.jsonl: 7 of these 7 results from earlier runs; it holds 9 results from 2 guest boots taking 123.4 s in all"),
         "{s}"
     );
     assert!(s.contains("console log: none (no guest booted)"), "{s}");
