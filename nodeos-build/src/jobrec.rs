@@ -112,6 +112,52 @@ pub fn record_path(out_dir: &Path, step: &str) -> PathBuf {
     out_dir.join(RECORD_DIR).join(format!("{step}.tsv"))
 }
 
+/// Where ccache writes, for a step, what each compile was (a hit, a miss,
+/// not cacheable): a record of a build through ccache is a cold build's
+/// only if no compile was a hit.
+pub fn ccache_log_path(out_dir: &Path, step: &str) -> PathBuf {
+    out_dir.join(RECORD_DIR).join(format!("{step}.ccache.log"))
+}
+
+/// What a step's calls of ccache were, from its stats log (ccache's
+/// `stats_log`: a `# <input>` line per call, then its counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CcacheLog {
+    pub calls: usize,
+    /// Served from the cache: no compiler ran.
+    pub hits: usize,
+}
+
+impl CcacheLog {
+    pub fn parse(text: &str) -> CcacheLog {
+        let mut log = CcacheLog::default();
+        for line in text.lines() {
+            if line.starts_with('#') {
+                log.calls += 1;
+            } else if matches!(line.trim(), "direct_cache_hit" | "preprocessed_cache_hit") {
+                log.hits += 1;
+            }
+        }
+        log
+    }
+
+    /// The log of `step` in `out_dir`, if ccache wrote one.
+    pub fn read(out_dir: &Path, step: &str) -> Option<CcacheLog> {
+        let text = std::fs::read_to_string(ccache_log_path(out_dir, step)).ok()?;
+        Some(CcacheLog::parse(&text))
+    }
+}
+
+impl std::ops::Add for CcacheLog {
+    type Output = CcacheLog;
+    fn add(self, other: CcacheLog) -> CcacheLog {
+        CcacheLog {
+            calls: self.calls + other.calls,
+            hits: self.hits + other.hits,
+        }
+    }
+}
+
 /// Makes `make` record its jobs into `record`: the recorder as `SHELL`,
 /// the target name passed to it, the variables it reads.
 pub fn apply(cmd: &mut Command, script: &Path, record: &Path, shell: RecipeShell) {
@@ -152,6 +198,11 @@ pub fn run_make(
     let record = record_path(ctx.out_dir(), step);
     create_dir_all(record.parent().expect("jobs/ has a parent"))?;
     apply(&mut cmd, &script, &record, shell);
+    // ccache (when the build's compiles go through it) says per compile
+    // whether it was a hit; a stats log the user set is left alone.
+    if std::env::var_os("CCACHE_STATSLOG").is_none() {
+        cmd.env("CCACHE_STATSLOG", ccache_log_path(ctx.out_dir(), step));
+    }
     append(&record, &format!("S\t{:.6}\t{jobs}\n", epoch_now()))?;
     let result = ctx.run(cmd);
     let status = if result.is_ok() { 0 } else { 1 };
@@ -282,6 +333,46 @@ mod tests {
 
     /// The recorder itself, run by a real make: targets, parents of
     /// recursive makes, tabs in commands, the exit status of a failing job.
+    /// Real ccache, as the build step sets it up: a miss, a hit, a
+    /// forced recompile (`CCACHE_RECACHE`) and a link call.
+    #[test]
+    fn the_ccache_log_tells_hits_from_compiles() {
+        if crate::host::which("ccache").is_none() || crate::host::which("gcc").is_none() {
+            panic!("this test needs ccache and gcc (apt-get install ccache gcc)");
+        }
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.c"), "int f(void) { return 1; }\n").unwrap();
+        let out = d.path().join("out");
+        let ccache = |args: &[&str], recache: bool| {
+            let mut c = Command::new("ccache");
+            c.current_dir(d.path())
+                .env("CCACHE_DIR", d.path().join("cache"))
+                .env("CCACHE_STATSLOG", ccache_log_path(&out, "make"))
+                .env_remove("CCACHE_RECACHE")
+                .env_remove("CCACHE_DISABLE")
+                .arg("gcc")
+                .args(args);
+            if recache {
+                c.env("CCACHE_RECACHE", "1");
+            }
+            assert!(c.status().unwrap().success(), "{args:?}");
+        };
+        create_dir_all(&out.join(RECORD_DIR)).unwrap();
+        ccache(&["-c", "a.c", "-o", "a.o"], false);
+        assert_eq!(
+            CcacheLog::read(&out, "make"),
+            Some(CcacheLog { calls: 1, hits: 0 })
+        );
+        ccache(&["-c", "a.c", "-o", "b.o"], false);
+        ccache(&["-c", "a.c", "-o", "c.o"], true);
+        ccache(&["a.o", "-nostdlib", "-shared", "-o", "a.so"], false);
+        assert_eq!(
+            CcacheLog::read(&out, "make"),
+            Some(CcacheLog { calls: 4, hits: 1 })
+        );
+        assert_eq!(CcacheLog::read(&out, "other"), None);
+    }
+
     #[test]
     fn make_with_the_recorder_writes_a_readable_record() {
         if crate::host::which("make").is_none() || !Path::new("/bin/bash").exists() {

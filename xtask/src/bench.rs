@@ -4,6 +4,7 @@
 use crate::bench_boot::{boot_to_http, boot_to_prompt, median, min_memory};
 use crate::bench_compare::{self, Figures};
 use crate::image;
+use crate::model_report::Coldness;
 use crate::Common;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -100,19 +101,22 @@ fn timing_cells(p: &nodeos_build::PhaseOutput) -> (String, String) {
     // publishing run, and one compiled through a compiler cache or a farm
     // shows cache hits or remote compiles: say so instead of passing
     // either off as cold.
-    let launcher = crate::model_report::PhaseRecord::read(&p.dir)
-        .ok()
-        .and_then(|r| r.launcher());
+    let coldness = crate::model_report::PhaseRecord::read(&p.dir)
+        .map(|r| r.coldness())
+        .unwrap_or(Coldness::Cold);
     let cold = t
         .as_ref()
         .map(|t| {
             let d = fmt_duration(Duration::from_secs_f64(t.build_secs));
-            match launcher {
-                Some(l) => format!("{d} (through {l}: not a cold build)"),
-                None if !t.cold() => {
+            match coldness {
+                Coldness::Not { .. } => format!("{d} ({}: not a cold build)", coldness.describe()),
+                _ if !t.cold() => {
                     format!("{d} (last run only: resumed; earlier runs not counted)")
                 }
-                None => d,
+                Coldness::EveryCcacheCallCompiled { .. } => {
+                    format!("{d} ({})", coldness.describe())
+                }
+                Coldness::Cold => d,
             }
         })
         .unwrap_or("?".into());
@@ -457,8 +461,26 @@ mod tests {
     fn a_build_through_a_compiler_cache_is_not_shown_as_cold() {
         let d = tempfile::tempdir().unwrap();
         let (cold, steps) = timing_cells(&output(d.path(), "/usr/bin/ccache g++"));
-        assert_eq!(cold, "3m 08s (through ccache: not a cold build)");
+        assert_eq!(
+            cold,
+            "3m 08s (through ccache: cache hits or remote compiles: not a cold build)"
+        );
         assert_eq!(steps, "make 3m 00s");
+        // ccache's stats log (as the build step has ccache write it) says
+        // whether any call was a hit.
+        let log = nodeos_build::jobrec::ccache_log_path(d.path(), "make");
+        std::fs::write(&log, "# a.cc\ndirect_cache_hit\n# b.cc\ncache_miss\n").unwrap();
+        let (cold, _) = timing_cells(&output(d.path(), "/usr/bin/ccache g++"));
+        assert_eq!(
+            cold,
+            "3m 08s (through ccache: 1 of 2 calls were cache hits: not a cold build)"
+        );
+        std::fs::write(&log, "# a.cc\nrecache\n# b.cc\ncache_miss\n").unwrap();
+        let (cold, _) = timing_cells(&output(d.path(), "/usr/bin/ccache g++"));
+        assert_eq!(
+            cold,
+            "3m 08s (through ccache, all 2 calls compiled: no hit)"
+        );
         let d = tempfile::tempdir().unwrap();
         let (cold, _) = timing_cells(&output(d.path(), "/opt/tc/bin/x86_64-linux-musl-g++"));
         assert_eq!(cold, "3m 08s");

@@ -6,7 +6,7 @@
 
 use crate::bench_model::{contention, graph, makespan, makespan_with, Contention, Graph};
 use anyhow::{bail, Context, Result};
-use nodeos_build::jobrec::{record_path, Record};
+use nodeos_build::jobrec::{record_path, CcacheLog, Record};
 use nodeos_build::timings::{self, PhaseTimings};
 use nodeos_build::util::{create_dir_all, fmt_duration};
 use nodeos_build::{Arch, Env};
@@ -29,6 +29,53 @@ pub struct PhaseRecord {
     pub timings: PhaseTimings,
     /// (step, its record) for the steps that recorded jobs.
     pub steps: Vec<(String, Record)>,
+    /// What ccache said of the steps' compiles, when they went through it
+    /// and it wrote a stats log.
+    pub ccache: Option<CcacheLog>,
+}
+
+/// Whether a record's job times are those of a cold local build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coldness {
+    /// No compiler cache or farm in between.
+    Cold,
+    /// Through ccache, and ccache ran the compiler for every call (an
+    /// empty cache, or `CCACHE_RECACHE`): cold compiles plus ccache's
+    /// own work on a miss.
+    EveryCcacheCallCompiled { calls: usize },
+    /// Through a cache or farm: cache hits or remote compiles among the
+    /// jobs; `hits` when the cache said how many.
+    Not {
+        launcher: &'static str,
+        hits: Option<CcacheLog>,
+    },
+}
+
+impl Coldness {
+    pub fn is_cold(&self) -> bool {
+        !matches!(self, Coldness::Not { .. })
+    }
+
+    /// What it is, for a table cell or a left-out note; empty when cold.
+    pub fn describe(&self) -> String {
+        match self {
+            Coldness::Cold => String::new(),
+            Coldness::EveryCcacheCallCompiled { calls } => {
+                format!("through ccache, all {calls} calls compiled: no hit")
+            }
+            Coldness::Not {
+                launcher,
+                hits: Some(log),
+            } => format!(
+                "through {launcher}: {} of {} calls were cache hits",
+                log.hits, log.calls
+            ),
+            Coldness::Not {
+                launcher,
+                hits: None,
+            } => format!("through {launcher}: cache hits or remote compiles"),
+        }
+    }
 }
 
 impl PhaseRecord {
@@ -36,23 +83,49 @@ impl PhaseRecord {
         let timings =
             timings::read(dir).with_context(|| format!("{} has no timings.json", dir.display()))?;
         let mut steps = Vec::new();
+        let mut ccache: Option<CcacheLog> = None;
         for s in &timings.steps {
             let p = record_path(dir, &s.step);
             if p.is_file() {
                 steps.push((s.step.clone(), Record::read(&p)?));
             }
+            if let Some(log) = CcacheLog::read(dir, &s.step) {
+                ccache = Some(ccache.unwrap_or_default() + log);
+            }
         }
-        Ok(PhaseRecord { timings, steps })
+        Ok(PhaseRecord {
+            timings,
+            steps,
+            ccache,
+        })
     }
 
     /// The compiler launcher its compiles went through, when one is a
-    /// cache or a farm: then a job's time is a cache hit's or a remote
-    /// compile's, and the record does not show a cold local build.
-    pub fn launcher(&self) -> Option<&'static str> {
+    /// cache or a farm.
+    fn launcher(&self) -> Option<&'static str> {
         self.steps
             .iter()
             .flat_map(|(_, rec)| rec.jobs.iter())
             .find_map(|j| launcher_in(&j.head))
+    }
+
+    /// Whether its job times are a cold local build's: not when a cache
+    /// hit or a remote compile is among them.
+    pub fn coldness(&self) -> Coldness {
+        match (self.launcher(), self.ccache) {
+            (None, _) => Coldness::Cold,
+            (Some("ccache"), Some(log)) if log.hits == 0 && log.calls > 0 => {
+                Coldness::EveryCcacheCallCompiled { calls: log.calls }
+            }
+            (Some("ccache"), log) => Coldness::Not {
+                launcher: "ccache",
+                hits: log,
+            },
+            (Some(launcher), _) => Coldness::Not {
+                launcher,
+                hits: None,
+            },
+        }
     }
 
     /// Predicted cold build on `workers`: recorded steps replayed, the
@@ -134,7 +207,14 @@ pub fn table(records: &[PhaseRecord], c: Contention) -> String {
             .flat_map(|(_, rec)| rec.sessions.iter().map(|s| s.jobs))
             .max()
             .unwrap_or(0);
-        let note = if r.cold() { "" } else { ", resumed" };
+        let mut note = String::new();
+        if !r.cold() {
+            note.push_str(", resumed");
+        }
+        let coldness = r.coldness().describe();
+        if !coldness.is_empty() {
+            note.push_str(&format!(", {coldness}"));
+        }
         let cells: Vec<String> = WORKERS
             .iter()
             .map(|&w| dur(r.predict(&graphs, w, c)))
@@ -350,10 +430,13 @@ pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bo
             );
             continue;
         }
-        if let Some(l) = r.launcher() {
+        let coldness = r.coldness();
+        if !coldness.is_cold() {
             let why = format!(
-                "{} {} (compiles went through {l}: its jobs' times are not cold compiles)",
-                r.timings.arch, r.timings.phase
+                "{} {} ({}: its jobs' times are not cold compiles)",
+                r.timings.arch,
+                r.timings.phase,
+                coldness.describe()
             );
             eprintln!("{why}; skipped");
             left_out.push(why);
