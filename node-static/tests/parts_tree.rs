@@ -122,13 +122,9 @@ fn the_parts_tree_is_assembled_with_every_builtin() {
     let root = Env::workspace_root_from(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
     let env = Env {
-        project_root: root.clone(),
-        cache_dir: tmp.path().join("cache"),
         dl_dir: real_dl_dir(&root),
-        target_dir: tmp.path().join("target"),
         jobs: 1,
-        verbose: false,
-        offline: false,
+        ..Env::for_tests(tmp.path(), &root)
     };
     std::fs::create_dir_all(&env.dl_dir).unwrap();
     let nv = node_static::version("22").unwrap();

@@ -28,10 +28,6 @@ pub fn build_dir(env: &Env, phase: &str, arch: Option<Arch>, key: &str) -> PathB
         .join(format!("{phase}-{arch}-{}", &key[..16]))
 }
 
-pub fn ccache_dir(env: &Env) -> PathBuf {
-    env.cache_dir.join("ccache")
-}
-
 /// An exclusive lock on one cache key, held until dropped.
 ///
 /// The descriptor is deliberately inherited by the build's child processes:

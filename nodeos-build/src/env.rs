@@ -16,6 +16,10 @@ pub struct Env {
     pub dl_dir: PathBuf,
     /// `target/nodeos`: links to final artifacts, logs, timings.
     pub target_dir: PathBuf,
+    /// `$NODEOS_CCACHE_DIR`, default `<cache_dir>/ccache`: the compiler
+    /// cache of builds through `NODEOS_CC_LAUNCHER=ccache`, shareable
+    /// between cache dirs (a fresh cache dir need not mean cold compiles).
+    pub ccache_dir: PathBuf,
     pub jobs: usize,
     pub verbose: bool,
     /// Use only the download dir; never apt or the network.
@@ -43,6 +47,10 @@ impl Env {
             Some(d) if !d.is_empty() => absolute(Path::new(&d))?,
             _ => project_root.join("target").join("nodeos"),
         };
+        let ccache_dir = match std::env::var_os("NODEOS_CCACHE_DIR") {
+            Some(d) if !d.is_empty() => absolute(Path::new(&d))?,
+            _ => cache_dir.join("ccache"),
+        };
         let jobs = match jobs {
             Some(0) => bail!("--jobs must be at least 1"),
             Some(j) => j,
@@ -55,6 +63,7 @@ impl Env {
             cache_dir,
             dl_dir,
             target_dir,
+            ccache_dir,
             jobs,
             verbose,
             offline,
@@ -68,6 +77,7 @@ impl Env {
             cache_dir: root.join("cache"),
             dl_dir: root.join("dl"),
             target_dir: root.join("target"),
+            ccache_dir: root.join("cache").join("ccache"),
             jobs: 2,
             verbose: false,
             offline: false,

@@ -127,10 +127,7 @@ impl Launcher {
                 // One cache for every build dir and checkout: paths under the
                 // tree are hashed relative to it, so a fresh build dir hits.
                 setup.env = vec![
-                    (
-                        "CCACHE_DIR".into(),
-                        crate::cache::ccache_dir(env).display().to_string(),
-                    ),
+                    ("CCACHE_DIR".into(), env.ccache_dir.display().to_string()),
                     ("CCACHE_BASEDIR".into(), tree.display().to_string()),
                     ("CCACHE_NOHASHDIR".into(), "true".into()),
                     (
