@@ -147,6 +147,9 @@ impl PhaseRecord {
     }
 }
 
+/// The phases with job records, in build order.
+const PHASES: [&str; 3] = [toolchain::PHASE, node_static::PHASE, kernel::PHASE];
+
 /// The published outputs of the phases whose timings the last builds left
 /// in `target/nodeos/logs/<arch>/timings.json`.
 fn published(env: &Env, arch: Arch) -> Vec<PathBuf> {
@@ -158,7 +161,7 @@ fn published(env: &Env, arch: Arch) -> Vec<PathBuf> {
         return Vec::new();
     };
     let mut dirs = Vec::new();
-    for phase in [toolchain::PHASE, node_static::PHASE, kernel::PHASE] {
+    for phase in PHASES {
         if let Some(key) = all[phase]["key"].as_str() {
             let d = nodeos_build::cache::out_dir(env, phase, key);
             if d.is_dir() {
@@ -243,6 +246,8 @@ fn check_dir(env: &Env, jobs: usize) -> PathBuf {
 struct KeptPair {
     arch: String,
     contention: Contention,
+    /// The -j1 build's output.
+    serial: PathBuf,
 }
 
 /// The kept pairs (the same kernel key built with -j1 and -j2), newest
@@ -266,6 +271,7 @@ fn kept_pairs(env: &Env) -> Vec<KeptPair> {
             Some(KeptPair {
                 arch: timings::read(serial)?.arch,
                 contention: contention(&a, &b)?,
+                serial: serial.clone(),
             })
         })
         .collect()
@@ -414,8 +420,10 @@ pub fn section_headed(path: &Path, heading: &str) -> Option<String> {
 }
 
 pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bool) -> Result<()> {
-    let mut dirs: Vec<PathBuf> = arches.iter().flat_map(|&a| published(env, a)).collect();
-    dirs.extend(extra.iter().cloned());
+    // Records given with --records first: a row per phase and arch, the
+    // first record found for it.
+    let mut dirs: Vec<PathBuf> = extra.to_vec();
+    dirs.extend(arches.iter().flat_map(|&a| published(env, a)));
     // A dir given with --records may also be one the last builds used.
     let mut seen = std::collections::HashSet::new();
     dirs.retain(|d| seen.insert(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone())));
@@ -446,14 +454,34 @@ pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bo
     }
     let mut checked = None;
     let c = if check {
-        let arch = *arches.first().unwrap_or(&Arch::X86_64);
-        let (text, kernel_j1, measured) = check_on_kernel(env, arch)?;
-        checked = Some(text);
-        records.push(kernel_j1);
-        measured
+        // Each arch's check; kept builds of an earlier check are reused,
+        // so checking an arch again costs no build.
+        let mut texts = Vec::new();
+        let mut first = None;
+        for &arch in arches {
+            let (text, kernel_j1, measured) = check_on_kernel(env, arch)?;
+            texts.push(text);
+            records.push(kernel_j1);
+            first = first.or(Some(measured));
+        }
+        checked = Some(texts.join("\n"));
+        first.flatten()
     } else {
+        // The kernels of earlier checks are cold -j1 builds with records.
+        for pair in kept_pairs(env) {
+            if arches.iter().any(|a| a.name() == pair.arch) {
+                records.push(PhaseRecord::read(&pair.serial)?);
+            }
+        }
         kept_contention(env)
     };
+    let mut rows = std::collections::HashSet::new();
+    records.retain(|r| rows.insert((r.timings.arch.clone(), r.timings.phase.clone())));
+    let build_order = |phase: &str| PHASES.iter().position(|p| *p == phase);
+    records.sort_by(|a, b| {
+        (&a.timings.arch, build_order(&a.timings.phase))
+            .cmp(&(&b.timings.arch, build_order(&b.timings.phase)))
+    });
     let mut md = String::new();
     let _ = writeln!(md, "Written by `cargo xtask bench --model`. Each build records every job make runs (start, end, command; `nodeos_build::jobrec`); the model replays them on N workers with their dependencies (recursive makes, serial steps: links, generators such as mksnapshot and torque, archives; see `xtask/src/bench_model.rs`). Steps without a record (unpacking, configure, install) count as they took.\n");
     if records.is_empty() {
