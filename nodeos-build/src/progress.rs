@@ -154,8 +154,8 @@ impl PhaseProgress {
                 let left = match self.pace.left(total) {
                     Some((left, span)) => format!(
                         ", about {} left at the pace of the last {}",
-                        crate::util::fmt_duration(round_to_minutes(left)),
-                        crate::util::fmt_duration(round_to_minutes(span))
+                        fmt_minutes(left),
+                        fmt_minutes(span)
                     ),
                     None => String::new(),
                 };
@@ -191,10 +191,15 @@ impl Drop for PhaseProgress {
     }
 }
 
-/// An estimate shown to the minute: seconds would claim a precision it
-/// does not have.
-fn round_to_minutes(d: Duration) -> Duration {
-    Duration::from_secs((d.as_secs() + 30) / 60 * 60)
+/// An estimate to the minute (`2h 19m`, `7 min`): seconds would claim a
+/// precision it does not have.
+fn fmt_minutes(d: Duration) -> String {
+    let m = (d.as_secs() + 30) / 60;
+    if m >= 60 {
+        format!("{}h {:02}m", m / 60, m % 60)
+    } else {
+        format!("{m} min")
+    }
 }
 
 /// A byte-count bar for downloads (hidden off a terminal).
@@ -238,8 +243,9 @@ mod tests {
         assert_eq!(span, min(15));
         // 1,848 steps left at 4 a minute: 462 min.
         assert_eq!(left.as_secs(), 462 * 60);
-        assert_eq!(round_to_minutes(Duration::from_secs(89)), min(1));
-        assert_eq!(round_to_minutes(Duration::from_secs(90)), min(2));
+        assert_eq!(fmt_minutes(left), "7h 42m");
+        assert_eq!(fmt_minutes(Duration::from_secs(89)), "1 min");
+        assert_eq!(fmt_minutes(Duration::from_secs(90)), "2 min");
     }
 
     #[test]
