@@ -475,6 +475,14 @@ mod tests {
             cold,
             "3m 08s (through ccache: 1 of 2 calls were cache hits: not a cold build)"
         );
+        // A log that misses calls (the record has 1 job through ccache
+        // here; a log of none cannot vouch for it).
+        std::fs::write(&log, "").unwrap();
+        let (cold, _) = timing_cells(&output(d.path(), "/usr/bin/ccache g++"));
+        assert_eq!(
+            cold,
+            "3m 08s (through ccache: cache hits or remote compiles: not a cold build)"
+        );
         std::fs::write(&log, "# a.cc\nrecache\n# b.cc\ncache_miss\n").unwrap();
         let (cold, _) = timing_cells(&output(d.path(), "/usr/bin/ccache g++"));
         assert_eq!(

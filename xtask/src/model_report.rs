@@ -112,7 +112,17 @@ impl PhaseRecord {
     /// Whether its job times are a cold local build's: not when a cache
     /// hit or a remote compile is among them.
     pub fn coldness(&self) -> Coldness {
-        match (self.launcher(), self.ccache) {
+        // A log with fewer calls than the jobs that ran ccache misses some
+        // (a run before the build step had ccache write it): it cannot
+        // tell that there was no hit.
+        let through: usize = self
+            .steps
+            .iter()
+            .flat_map(|(_, rec)| rec.jobs.iter())
+            .filter(|j| launcher_in(&j.head) == Some("ccache"))
+            .count();
+        let log = self.ccache.filter(|l| l.calls >= through);
+        match (self.launcher(), log) {
             (None, _) => Coldness::Cold,
             (Some("ccache"), Some(log)) if log.hits == 0 && log.calls > 0 => {
                 Coldness::EveryCcacheCallCompiled { calls: log.calls }
