@@ -331,8 +331,6 @@ impl Record {
 mod tests {
     use super::*;
 
-    /// The recorder itself, run by a real make: targets, parents of
-    /// recursive makes, tabs in commands, the exit status of a failing job.
     /// Real ccache, as the build step sets it up: a miss, a hit, a
     /// forced recompile (`CCACHE_RECACHE`) and a link call.
     #[test]
@@ -373,6 +371,8 @@ mod tests {
         assert_eq!(CcacheLog::read(&out, "other"), None);
     }
 
+    /// The recorder itself, run by a real make: targets, parents of
+    /// recursive makes, tabs in commands, the exit status of a failing job.
     #[test]
     fn make_with_the_recorder_writes_a_readable_record() {
         if crate::host::which("make").is_none() || !Path::new("/bin/bash").exists() {

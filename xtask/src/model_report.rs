@@ -100,29 +100,21 @@ impl PhaseRecord {
         })
     }
 
-    /// The compiler launcher its compiles went through, when one is a
-    /// cache or a farm.
-    fn launcher(&self) -> Option<&'static str> {
-        self.steps
-            .iter()
-            .flat_map(|(_, rec)| rec.jobs.iter())
-            .find_map(|j| launcher_in(&j.head))
-    }
-
     /// Whether its job times are a cold local build's: not when a cache
     /// hit or a remote compile is among them.
     pub fn coldness(&self) -> Coldness {
         // A log with fewer calls than the jobs that ran ccache misses some
         // (a run before the build step had ccache write it): it cannot
         // tell that there was no hit.
-        let through: usize = self
+        let launchers: Vec<&'static str> = self
             .steps
             .iter()
             .flat_map(|(_, rec)| rec.jobs.iter())
-            .filter(|j| launcher_in(&j.head) == Some("ccache"))
-            .count();
+            .filter_map(|j| launcher_in(&j.head))
+            .collect();
+        let through = launchers.iter().filter(|l| **l == "ccache").count();
         let log = self.ccache.filter(|l| l.calls >= through);
-        match (self.launcher(), log) {
+        match (launchers.first().copied(), log) {
             (None, _) => Coldness::Cold,
             (Some("ccache"), Some(log)) if log.hits == 0 && log.calls > 0 => {
                 Coldness::EveryCcacheCallCompiled { calls: log.calls }
@@ -254,10 +246,9 @@ fn check_dir(env: &Env, jobs: usize) -> PathBuf {
 /// The contention factor measured from a kept pair of -j1 and -j2 kernel
 /// builds of a check.
 struct KeptPair {
-    arch: String,
     contention: Contention,
-    /// The -j1 build's output.
-    serial: PathBuf,
+    /// The -j1 build, a cold build with its record.
+    serial: PhaseRecord,
 }
 
 /// The kept pairs (the same kernel key built with -j1 and -j2), newest
@@ -276,20 +267,15 @@ fn kept_pairs(env: &Env) -> Vec<KeptPair> {
         .rev()
         .filter_map(|(_, serial)| {
             let parallel = outs(2).join(serial.file_name()?);
-            let a = Record::read(&record_path(serial, KERNEL_STEP)).ok()?;
+            let serial = PhaseRecord::read(serial).ok()?;
+            let a = &serial.steps.iter().find(|(s, _)| s == KERNEL_STEP)?.1;
             let b = Record::read(&record_path(&parallel, KERNEL_STEP)).ok()?;
             Some(KeptPair {
-                arch: timings::read(serial)?.arch,
-                contention: contention(&a, &b)?,
-                serial: serial.clone(),
+                contention: contention(a, &b)?,
+                serial,
             })
         })
         .collect()
-}
-
-/// The contention factor of the newest kept pair.
-fn kept_contention(env: &Env) -> Option<Contention> {
-    kept_pairs(env).into_iter().next().map(|p| p.contention)
 }
 
 /// The kernel step whose jobs the check replays.
@@ -348,17 +334,19 @@ pub fn check_on_kernel(env: &Env, arch: Arch) -> Result<(String, PhaseRecord, Op
     let factor = c.unwrap_or(Contention::NONE);
     // A factor measured on another kernel's pair of builds: a check of the
     // factor that does not use the builds it predicts.
-    let other = kept_pairs(env).into_iter().find(|p| p.arch != arch.name());
+    let other = kept_pairs(env)
+        .into_iter()
+        .find(|p| p.serial.timings.arch != arch.name());
     let same = nodeos_build::util::sha256_file(&measured[0].3)?
         == nodeos_build::util::sha256_file(&measured[1].3)?;
     let mut md = String::new();
     let _ = writeln!(md, "Model check on the {arch} kernel's `make bzImage` (cold, scratch caches, this machine; bzImage identical across the two builds: {same}). The contention factor comes from the same two builds (per-compile times), so the check tests the replay of the dependencies and of the workers; \"alone\" is the replay with jobs as fast side by side as alone:\n");
     if let Some(o) = &other {
-        let _ = writeln!(md, "The last column predicts with the factor measured on the {} kernel's builds instead ({:.3}, {} compiles).\n", o.arch, o.contention.factor, o.contention.compiles);
+        let _ = writeln!(md, "The last column predicts with the factor measured on the {} kernel's builds instead ({:.3}, {} compiles).\n", o.serial.timings.arch, o.contention.factor, o.contention.compiles);
     }
-    let cross_head = other
-        .as_ref()
-        .map_or(String::new(), |o| format!(" {} factor | error |", o.arch));
+    let cross_head = other.as_ref().map_or(String::new(), |o| {
+        format!(" {} factor | error |", o.serial.timings.arch)
+    });
     let _ = writeln!(md, "| record used | workers | predicted | error | alone | error | measured (`make -jN`) |{cross_head}\n| --- | --- | --- | --- | --- | --- | --- |{}", if other.is_some() { " --- | --- |" } else { "" });
     for (from_jobs, _, record, _) in &measured {
         let g = graph(record);
@@ -477,13 +465,17 @@ pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bo
         checked = Some(texts.join("\n"));
         first.flatten()
     } else {
-        // The kernels of earlier checks are cold -j1 builds with records.
-        for pair in kept_pairs(env) {
-            if arches.iter().any(|a| a.name() == pair.arch) {
-                records.push(PhaseRecord::read(&pair.serial)?);
-            }
-        }
-        kept_contention(env)
+        // The kernels of earlier checks are cold -j1 builds with records;
+        // the newest pair's factor is the one measured last.
+        let pairs = kept_pairs(env);
+        let newest = pairs.first().map(|p| p.contention);
+        records.extend(
+            pairs
+                .into_iter()
+                .filter(|p| arches.iter().any(|a| a.name() == p.serial.timings.arch))
+                .map(|p| p.serial),
+        );
+        newest
     };
     let mut rows = std::collections::HashSet::new();
     records.retain(|r| rows.insert((r.timings.arch.clone(), r.timings.phase.clone())));
