@@ -691,9 +691,26 @@ pub fn http_download(url: &str, dest: &Path, sha256: &str, scratch: &Path) -> Re
 /// own locks stay on, in the private dirs.
 pub struct PrivateApt {
     dir: PathBuf,
-    /// The foreign architectures the lists were refreshed with in this
-    /// process (`None`: not refreshed yet).
-    updated: Option<Vec<String>>,
+    /// What the lists were last refreshed with in this process (`None`:
+    /// not refreshed yet).
+    updated: Option<ListsRefreshed>,
+}
+
+/// The suites and foreign architectures an `apt-get update` fetched lists
+/// for: lists refreshed for bookworm alone know nothing of trixie.
+#[derive(Debug, Clone, PartialEq)]
+struct ListsRefreshed {
+    suites: Vec<String>,
+    foreign: Vec<String>,
+}
+
+impl ListsRefreshed {
+    /// Whether these lists cover `suites` and every architecture of
+    /// `foreign`.
+    fn cover(&self, suites: &[String], foreign: &[String]) -> bool {
+        suites.iter().all(|s| self.suites.contains(s))
+            && foreign.iter().all(|a| self.foreign.contains(a))
+    }
 }
 
 /// The host's proxy settings, carried into the private configuration.
@@ -838,7 +855,10 @@ impl PrivateApt {
 
     fn update(&mut self, foreign: &[String]) -> Result<()> {
         self.run(&["update"], &self.dir.clone(), foreign)?;
-        self.updated = Some(foreign.to_vec());
+        self.updated = Some(ListsRefreshed {
+            suites: self.current_suites(),
+            foreign: foreign.to_vec(),
+        });
         Ok(())
     }
 
@@ -856,10 +876,9 @@ impl PrivateApt {
             .split_once(':')
             .map(|(_, arch)| vec![arch.to_string()])
             .unwrap_or_default();
-        let refreshed = |updated: &Option<Vec<String>>| {
-            updated
-                .as_ref()
-                .is_some_and(|u| foreign.iter().all(|a| u.contains(a)))
+        let suites = self.current_suites();
+        let refreshed = |updated: &Option<ListsRefreshed>| {
+            updated.as_ref().is_some_and(|u| u.cover(&suites, &foreign))
         };
         if stale && !refreshed(&self.updated) {
             self.update(&foreign)?;
@@ -1141,6 +1160,26 @@ mod tests {
         )
         .is_err());
         accept_apt_result(Ok(()), &src, d.path()).unwrap();
+    }
+
+    #[test]
+    fn lists_refreshed_for_one_suite_do_not_cover_another() {
+        let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        // An empty cache's first download (binutils, bookworm) refreshes
+        // bookworm's lists; the next one names trixie.
+        let bookworm = ListsRefreshed {
+            suites: v(&["bookworm"]),
+            foreign: v(&[]),
+        };
+        assert!(bookworm.cover(&v(&["bookworm"]), &v(&[])));
+        assert!(!bookworm.cover(&v(&["bookworm", "trixie"]), &v(&[])));
+        assert!(!bookworm.cover(&v(&["bookworm"]), &v(&["i386"])));
+        let both = ListsRefreshed {
+            suites: v(&["bookworm", "trixie"]),
+            foreign: v(&["i386"]),
+        };
+        assert!(both.cover(&v(&["trixie"]), &v(&["i386"])));
+        assert!(both.cover(&v(&["bookworm", "trixie"]), &v(&[])));
     }
 
     #[test]
