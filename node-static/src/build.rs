@@ -56,7 +56,7 @@ pub fn build(
     let b = ctx.build_dir().to_path_buf();
     let src = b.join("node");
     let py = python();
-    let cflags = recipe.arch_flags(arch)?.cflags.clone();
+    let flags = recipe.build_flags(arch)?;
     // Checked before anything is built: a launcher that cannot work says so
     // now, in one line.
     let launch = nodeos_build::launcher::setup_from_env(&ctx.env, &tc.compilers(), &src)?;
@@ -64,7 +64,7 @@ pub fn build(
         &tc.env_vars(),
         launch.as_ref().map(|l| l.prefix.as_str()),
         &py,
-        &cflags,
+        &flags,
     );
     env.extend(launch.map(|l| l.env).unwrap_or_default());
     // Nothing from the user's shell leaks in; the recipe's variables

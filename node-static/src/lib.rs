@@ -222,7 +222,12 @@ pub fn key(
         &recipe::configure_args(recipe, arch, node.variant(), &paths)?,
     );
     k.str("make_target", &recipe.make_target);
-    k.list("cflags", &recipe.arch_flags(arch)?.cflags);
+    let flags = recipe.build_flags(arch)?;
+    k.list("cflags", &flags.cflags);
+    // Only when set: recipes without link flags keep their keys.
+    if !flags.ldflags.is_empty() {
+        k.list("ldflags", &flags.ldflags);
+    }
     source_tree_fields(&mut k, env, v, node)?;
     Ok(k)
 }

@@ -12,8 +12,23 @@ pub struct Recipe {
     pub recipe_version: u32,
     pub make_target: String,
     pub configure: Vec<String>,
+    /// C/C++ flags for every arch's target and host compiles, before the
+    /// arch's own.
+    #[serde(default)]
+    pub cflags: Vec<String>,
+    /// Link flags for every arch's target and host links.
+    #[serde(default)]
+    pub ldflags: Vec<String>,
     pub arch: BTreeMap<String, ArchFlags>,
     pub variants: BTreeMap<String, Variant>,
+}
+
+/// The compile and link flags of one arch's build: the recipe's, then
+/// the arch's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BuildFlags {
+    pub cflags: Vec<String>,
+    pub ldflags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -252,6 +267,15 @@ impl Recipe {
             .get(arch.name())
             .with_context(|| format!("the node recipe has no entry for {arch}"))
     }
+
+    /// The flags `arch`'s compiles and links get.
+    pub fn build_flags(&self, arch: Arch) -> Result<BuildFlags> {
+        let own = self.arch_flags(arch)?;
+        Ok(BuildFlags {
+            cflags: self.cflags.iter().chain(&own.cflags).cloned().collect(),
+            ldflags: self.ldflags.clone(),
+        })
+    }
 }
 
 /// Where the variant's restored pieces are on disk.
@@ -329,7 +353,7 @@ pub fn build_env(
     tools: &[(&'static str, PathBuf)],
     launcher: Option<&str>,
     python: &Path,
-    cflags: &[String],
+    flags: &BuildFlags,
 ) -> Vec<(String, String)> {
     let get = |k: &str| {
         tools
@@ -359,10 +383,15 @@ pub fn build_env(
         ("PYTHON".to_string(), python.display().to_string()),
         ("LC_ALL".to_string(), "C".to_string()),
     ];
-    if !cflags.is_empty() {
-        // gyp's makefiles read these for the target and the host toolset.
+    // gyp's makefiles read these for the target and the host toolset.
+    if !flags.cflags.is_empty() {
         for var in ["CFLAGS", "CXXFLAGS", "CFLAGS_host", "CXXFLAGS_host"] {
-            env.push((var.to_string(), cflags.join(" ")));
+            env.push((var.to_string(), flags.cflags.join(" ")));
+        }
+    }
+    if !flags.ldflags.is_empty() {
+        for var in ["LDFLAGS", "LDFLAGS_host"] {
+            env.push((var.to_string(), flags.ldflags.join(" ")));
         }
     }
     env.sort();
@@ -416,23 +445,52 @@ mod tests {
     }
 
     #[test]
+    fn recipe_flags_come_before_the_archs_and_links_get_their_own() {
+        let r22 = &crate::version("22").unwrap().recipe;
+        let i386 = r22.build_flags(Arch::I386).unwrap();
+        assert_eq!(
+            i386.cflags,
+            ["-ffunction-sections", "-fdata-sections", "-msse2"],
+            "the recipe's flags, then the arch's"
+        );
+        assert_eq!(i386.ldflags, ["-Wl,--gc-sections"]);
+        let x64 = r22.build_flags(Arch::X86_64).unwrap();
+        assert_eq!(x64.cflags, ["-ffunction-sections", "-fdata-sections"]);
+        // Node 18's recipe has none of its own: its arch flags alone.
+        let r18 = Recipe::builtin();
+        assert_eq!(
+            r18.build_flags(Arch::I386).unwrap(),
+            BuildFlags {
+                cflags: vec!["-msse2".into()],
+                ldflags: vec![],
+            }
+        );
+    }
+
+    #[test]
     fn launcher_wraps_compilers_only() {
         let py = Path::new("/usr/bin/python3");
-        let plain = build_env(&tools(), None, py, &[]);
+        let plain = build_env(&tools(), None, py, &BuildFlags::default());
         let get =
             |e: &Vec<(String, String)>, k: &str| e.iter().find(|(n, _)| n == k).unwrap().1.clone();
         assert_eq!(get(&plain, "CC"), "/tc/bin/x-cc");
         assert_eq!(get(&plain, "CC_host"), "/tc/bin/x-cc");
         assert_eq!(get(&plain, "PKG_CONFIG"), "false");
-        let cc = build_env(&tools(), Some("ccache"), py, &["-msse2".to_string()]);
+        let flags = BuildFlags {
+            cflags: vec!["-msse2".to_string()],
+            ldflags: vec!["-Wl,--gc-sections".to_string()],
+        };
+        let cc = build_env(&tools(), Some("ccache"), py, &flags);
         assert_eq!(get(&cc, "CC"), "ccache /tc/bin/x-cc");
         assert_eq!(get(&cc, "CXX_host"), "ccache /tc/bin/x-cxx");
         assert_eq!(get(&cc, "AR"), "/tc/bin/x-ar");
         assert_eq!(get(&cc, "LINK"), "/tc/bin/x-cxx", "links are not wrapped");
         assert_eq!(get(&cc, "CXXFLAGS_host"), "-msse2");
+        assert_eq!(get(&cc, "LDFLAGS"), "-Wl,--gc-sections");
+        assert_eq!(get(&cc, "LDFLAGS_host"), "-Wl,--gc-sections");
         assert!(
-            !plain.iter().any(|(k, _)| k == "CFLAGS"),
-            "no flags, no CFLAGS"
+            !plain.iter().any(|(k, _)| k == "CFLAGS" || k == "LDFLAGS"),
+            "no flags, no CFLAGS or LDFLAGS"
         );
     }
 
