@@ -13,6 +13,12 @@
 //!   waits for every job before it. Compiles and short commands wait only
 //!   for the last serial step before them and for the previous line of
 //!   their own target;
+//! - except where the record shows otherwise: a job that started before
+//!   another ended ran beside it, so did not wait for it (a -j2 build's
+//!   compiles beside a link or a generator). Such a job waits for the last
+//!   serial step that had ended when it started, and a serial step for the
+//!   jobs that had ended; the others stay for the next one to wait for. A
+//!   -j1 record shows no overlap and keeps every rule above;
 //! - the workers pick ready jobs in recorded order, as make does.
 //!
 //! So between two serial steps every compile may run at once: the model is
@@ -202,7 +208,14 @@ struct Item {
     serial: bool,
     collects: bool,
     target: String,
+    /// Recorded start and end.
+    start: f64,
+    end: f64,
 }
+
+/// Timestamps closer than this are one instant: a -j1 build's next job
+/// starts as the last one ends.
+const SAME_INSTANT: f64 = 0.01;
 
 /// Length of the union of intervals.
 fn union_len(mut iv: Vec<(f64, f64)>) -> f64 {
@@ -281,13 +294,21 @@ impl<'a> Builder<'a> {
     /// Wires `items` (siblings, in recorded order) to each other and to
     /// `before` (the node they all follow) and returns their exits.
     fn wire(&mut self, items: &[Item], before: usize) -> Vec<usize> {
-        let mut last_serial = before;
-        let mut since_serial: Vec<usize> = Vec::new();
+        // Serial steps so far, in recorded order: (exit, recorded end).
+        let mut serials: Vec<(usize, f64)> = Vec::new();
+        // Items that no serial step has waited for yet.
+        let mut pending: Vec<(usize, f64)> = Vec::new();
         let mut last_of_target: HashMap<&str, usize> = HashMap::new();
         for it in items {
+            let had_ended = |end: f64| end <= it.start + SAME_INSTANT;
+            let last_serial = serials
+                .iter()
+                .rev()
+                .find(|s| had_ended(s.1))
+                .map_or(before, |s| s.0);
             let mut deps = vec![last_serial];
             if it.serial || it.collects {
-                deps.extend(since_serial.iter().copied());
+                deps.extend(pending.iter().filter(|p| had_ended(p.1)).map(|p| p.0));
             }
             if !it.target.is_empty() {
                 if let Some(&p) = last_of_target.get(it.target.as_str()) {
@@ -298,10 +319,10 @@ impl<'a> Builder<'a> {
             deps.dedup();
             self.g.deps[it.entry].extend(deps);
             if it.serial {
-                last_serial = it.exit;
-                since_serial.clear();
+                serials.push((it.exit, it.end));
+                pending.retain(|p| !had_ended(p.1));
             } else {
-                since_serial.push(it.exit);
+                pending.push((it.exit, it.end));
             }
             last_of_target.insert(it.target.as_str(), it.exit);
         }
@@ -328,6 +349,8 @@ impl<'a> Builder<'a> {
                 serial: matches!(kind, JobKind::Link | JobKind::Generator),
                 collects: kind == JobKind::Archive,
                 target: job.target.clone(),
+                start: job.start,
+                end: job.end,
             };
         }
         let spans: Vec<(f64, f64)> = kids
@@ -348,6 +371,8 @@ impl<'a> Builder<'a> {
             serial,
             collects: false,
             target: job.target.clone(),
+            start: job.start,
+            end: job.end,
         }
     }
 
@@ -605,6 +630,32 @@ mod tests {
         assert!((makespan(&g, 1) - 8.0).abs() < 1e-9);
         assert!((makespan(&g, 2) - 5.0).abs() < 1e-9, "{}", makespan(&g, 2));
         assert!((makespan(&g, 64) - 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn jobs_that_ran_beside_a_serial_step_did_not_wait_for_it() {
+        // A -j2 build: two compiles, then a 2 s link with two compiles
+        // beside it, then a second link.
+        let jobs = vec![
+            job("c0", None, 0.0, 1.0, "0.o", "cc -c -o 0.o 0.c"),
+            job("c1", None, 0.0, 1.0, "1.o", "cc -c -o 1.o 1.c"),
+            job("l", None, 1.0, 3.0, "prog", "cc -o prog 0.o 1.o"),
+            job("c2", None, 1.0, 2.0, "2.o", "cc -c -o 2.o 2.c"),
+            job("c3", None, 2.0, 3.0, "3.o", "cc -c -o 3.o 3.c"),
+            job("l2", None, 3.0, 4.0, "prog2", "cc -o prog2 2.o 3.o"),
+        ];
+        let g = graph(&record(jobs, 0.0, 4.0));
+        // Replayed on the workers it was recorded with: its own wall time
+        // (the rules alone would hold c2 and c3 behind the link: 5 s).
+        assert!((makespan(&g, 2) - 4.0).abs() < 1e-9, "{}", makespan(&g, 2));
+        assert!((makespan(&g, 1) - 7.0).abs() < 1e-9);
+        // The second link still waits for everything before it: with
+        // workers to spare, c2 and c3 run at once but l2 follows both.
+        assert!((makespan(&g, 8) - 4.0).abs() < 1e-9, "{}", makespan(&g, 8));
+        let (c2, c3, l2) = (3, 4, 5);
+        let waits = |n: usize, on: usize| g.deps[n + 1].contains(&(on + 1));
+        assert!(waits(l2, c2) && waits(l2, c3) && waits(l2, 2));
+        assert!(!waits(c2, 2) && !waits(c3, 2), "{:?}", g.deps);
     }
 
     #[test]
