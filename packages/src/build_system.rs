@@ -6,6 +6,7 @@ use crate::spec::{Archive, BuildSystem, CompiledLib, Header};
 use crate::{Built, Package};
 use anyhow::{bail, Context, Result};
 use nodeos_build::fetch::{verify, Resolved};
+use nodeos_build::jobrec::{self, RecipeShell};
 use nodeos_build::util::{build_command, create_dir_all, remove_path};
 use nodeos_build::{tree, Arch, StepCtx};
 use std::path::{Path, PathBuf};
@@ -89,7 +90,7 @@ pub fn build(
             ctx.resumable_step("make", |ctx| {
                 let mut c = cmd(Path::new("make"), &tree_dir);
                 c.arg(format!("-j{jobs}"));
-                ctx.run(c)
+                jobrec::run_make(ctx, "make", c, RecipeShell::Sh, jobs)
             })?;
             ctx.step("install", |ctx| {
                 let mut c = cmd(Path::new("make"), &tree_dir);
@@ -153,7 +154,7 @@ pub fn build(
                 for m in make {
                     let mut c = cmd(Path::new("make"), &tree_dir);
                     c.arg(format!("-j{jobs}")).args(m.iter().map(subst));
-                    ctx.run(c)?;
+                    jobrec::run_make(ctx, "make", c, RecipeShell::Sh, jobs)?;
                 }
                 Ok(())
             })?;

@@ -449,6 +449,14 @@ libs = ["-lb"]
         .unwrap()
         .unwrap()
         .path();
+    // Its make step recorded each job make ran (the build-time model's
+    // input): the compile, then the archive.
+    let rec =
+        nodeos_build::jobrec::Record::read(&nodeos_build::jobrec::record_path(&a_prefix, "make"))
+            .unwrap();
+    let targets: Vec<&str> = rec.jobs.iter().map(|j| j.target.as_str()).collect();
+    assert_eq!(targets, ["a.o", "liba.a"], "{:?}", rec.jobs);
+    assert!(rec.jobs[0].head.contains("-c a.c"), "{:?}", rec.jobs[0]);
     let a_pc = std::fs::read_to_string(a_prefix.join("lib/pkgconfig/a.pc")).unwrap();
     assert!(a_pc.starts_with("prefix=${pcfiledir}/../..\n"), "{a_pc}");
     assert!(

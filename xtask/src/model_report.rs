@@ -149,8 +149,19 @@ impl PhaseRecord {
     }
 }
 
-/// The phases with job records, in build order.
-const PHASES: [&str; 3] = [toolchain::PHASE, node_static::PHASE, kernel::PHASE];
+/// Phase names in the order a build runs them: the newest Node version's
+/// build, then what older versions add.
+fn build_order() -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for nv in node_static::all_versions().iter().rev() {
+        for d in crate::phases::of(nv).unwrap_or_default() {
+            if !names.contains(&d.name) {
+                names.push(d.name);
+            }
+        }
+    }
+    names
+}
 
 /// The published outputs of the phases whose timings the last builds left
 /// in `target/nodeos/logs/<arch>/timings.json`.
@@ -159,19 +170,16 @@ fn published(env: &Env, arch: Arch) -> Vec<PathBuf> {
     let Ok(bytes) = std::fs::read(&path) else {
         return Vec::new();
     };
-    let Ok(all) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+    let Ok(serde_json::Value::Object(all)) = serde_json::from_slice::<serde_json::Value>(&bytes)
+    else {
         return Vec::new();
     };
-    let mut dirs = Vec::new();
-    for phase in PHASES {
-        if let Some(key) = all[phase]["key"].as_str() {
-            let d = nodeos_build::cache::out_dir(env, phase, key);
-            if d.is_dir() {
-                dirs.push(d);
-            }
-        }
-    }
-    dirs
+    all.iter()
+        .filter_map(|(phase, t)| {
+            let d = nodeos_build::cache::out_dir(env, phase, t["key"].as_str()?);
+            d.is_dir().then_some(d)
+        })
+        .collect()
 }
 
 /// Launchers that make a compile something other than a local cold one.
@@ -431,7 +439,7 @@ pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bo
         let r = PhaseRecord::read(d)?;
         if r.steps.is_empty() {
             eprintln!(
-                "{} {}: no job record (built before job records were kept); skipped",
+                "{} {}: no job record (no make step, or built before job records were kept); skipped",
                 r.timings.arch, r.timings.phase
             );
             continue;
@@ -479,7 +487,8 @@ pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bo
     };
     let mut rows = std::collections::HashSet::new();
     records.retain(|r| rows.insert((r.timings.arch.clone(), r.timings.phase.clone())));
-    let build_order = |phase: &str| PHASES.iter().position(|p| *p == phase);
+    let order = build_order();
+    let build_order = |phase: &str| order.iter().position(|p| p == phase);
     records.sort_by(|a, b| {
         (&a.timings.arch, build_order(&a.timings.phase))
             .cmp(&(&b.timings.arch, build_order(&b.timings.phase)))
