@@ -119,6 +119,51 @@ pub fn ccache_log_path(out_dir: &Path, step: &str) -> PathBuf {
     out_dir.join(RECORD_DIR).join(format!("{step}.ccache.log"))
 }
 
+/// Where a step notes how many files ccache's cache held when the step
+/// first started: 0 says every hit of the step was on a compile of the
+/// same build (Node compiles V8's sources for the host and the target
+/// toolset with one compiler and the same flags).
+pub fn ccache_start_path(out_dir: &Path, step: &str) -> PathBuf {
+    out_dir
+        .join(RECORD_DIR)
+        .join(format!("{step}.ccache-start"))
+}
+
+/// Writes `step`'s [`ccache_start_path`]: the files in the cache at
+/// `ccache_dir` now, as ccache counts them. Nothing when ccache cannot
+/// say.
+fn note_ccache_start(out_dir: &Path, step: &str, ccache_dir: &std::ffi::OsStr) -> Result<()> {
+    let Ok(out) = Command::new("ccache")
+        .arg("--print-stats")
+        .env("CCACHE_DIR", ccache_dir)
+        .output()
+    else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let files = text.lines().find_map(|l| {
+        let (k, v) = l.split_once('\t')?;
+        (k == "files_in_cache").then(|| v.trim().to_string())
+    });
+    if let (true, Some(files)) = (out.status.success(), files) {
+        crate::util::write_atomic(
+            &ccache_start_path(out_dir, step),
+            format!("files_in_cache\t{files}\n").as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether ccache's cache was empty when `step` first started (`None`:
+/// not noted, e.g. not through ccache).
+pub fn ccache_started_empty(out_dir: &Path, step: &str) -> Option<bool> {
+    let text = std::fs::read_to_string(ccache_start_path(out_dir, step)).ok()?;
+    let files = text
+        .lines()
+        .find_map(|l| l.strip_prefix("files_in_cache\t"))?;
+    Some(files.trim() == "0")
+}
+
 /// What a step's calls of ccache were, from its stats log (ccache's
 /// `stats_log`: a `# <input>` line per call, then its counters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -197,6 +242,15 @@ pub fn run_make(
     let script = script(&ctx.env.cache_dir)?;
     let record = record_path(ctx.out_dir(), step);
     create_dir_all(record.parent().expect("jobs/ has a parent"))?;
+    // The cache as the step first found it (a resumed step keeps its
+    // first note; one resumed from before notes were kept gets none).
+    let ccache_dir = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "CCACHE_DIR")
+        .and_then(|(_, v)| v.map(|v| v.to_os_string()));
+    if let (Some(dir), false) = (ccache_dir, record.exists()) {
+        note_ccache_start(ctx.out_dir(), step, &dir)?;
+    }
     apply(&mut cmd, &script, &record, shell);
     // ccache (when the build's compiles go through it) says per compile
     // whether it was a hit; a stats log the user set is left alone.
@@ -369,6 +423,31 @@ mod tests {
             Some(CcacheLog { calls: 4, hits: 1 })
         );
         assert_eq!(CcacheLog::read(&out, "other"), None);
+    }
+
+    /// Real ccache: the note a step takes of the cache it starts with.
+    #[test]
+    fn the_cache_a_step_starts_with_is_noted() {
+        if crate::host::which("ccache").is_none() || crate::host::which("gcc").is_none() {
+            panic!("this test needs ccache and gcc (apt-get install ccache gcc)");
+        }
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        create_dir_all(&out.join(RECORD_DIR)).unwrap();
+        let cache = d.path().join("cache");
+        assert_eq!(ccache_started_empty(&out, "make"), None, "not noted");
+        note_ccache_start(&out, "make", cache.as_os_str()).unwrap();
+        assert_eq!(ccache_started_empty(&out, "make"), Some(true));
+        std::fs::write(d.path().join("a.c"), "int f(void) { return 1; }\n").unwrap();
+        let st = Command::new("ccache")
+            .current_dir(d.path())
+            .env("CCACHE_DIR", &cache)
+            .args(["gcc", "-c", "a.c", "-o", "a.o"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        note_ccache_start(&out, "later", cache.as_os_str()).unwrap();
+        assert_eq!(ccache_started_empty(&out, "later"), Some(false));
     }
 
     /// The recorder itself, run by a real make: targets, parents of

@@ -113,7 +113,7 @@ fn timing_cells(p: &nodeos_build::PhaseOutput) -> (String, String) {
                 _ if !t.cold() => {
                     format!("{d} (last run only: resumed; earlier runs not counted)")
                 }
-                Coldness::EveryCcacheCallCompiled { .. } => {
+                Coldness::EveryCcacheCallCompiled { .. } | Coldness::FromEmptyCcache { .. } => {
                     format!("{d} ({})", coldness.describe())
                 }
                 Coldness::Cold => d,
@@ -475,6 +475,19 @@ mod tests {
             cold,
             "3m 08s (through ccache: 1 of 2 calls were cache hits: not a cold build)"
         );
+        // The same hits from a cache that was empty when the step started:
+        // they can only be the build's own compiles met again.
+        let start = nodeos_build::jobrec::ccache_start_path(d.path(), "make");
+        std::fs::write(&start, "files_in_cache\t0\n").unwrap();
+        let (cold, _) = timing_cells(&output(d.path(), "/usr/bin/ccache g++"));
+        assert_eq!(
+            cold,
+            "3m 08s (through ccache from an empty cache: 1 of 2 calls were hits on this build's own compiles)"
+        );
+        std::fs::write(&start, "files_in_cache\t1897\n").unwrap();
+        let (cold, _) = timing_cells(&output(d.path(), "/usr/bin/ccache g++"));
+        assert!(cold.ends_with("not a cold build)"), "{cold}");
+        std::fs::remove_file(&start).unwrap();
         // A log that misses calls (the record has 1 job through ccache
         // here; a log of none cannot vouch for it).
         std::fs::write(&log, "").unwrap();

@@ -6,7 +6,7 @@
 
 use crate::bench_model::{contention, graph, makespan, makespan_with, Contention, Graph};
 use anyhow::{bail, Context, Result};
-use nodeos_build::jobrec::{record_path, CcacheLog, Record};
+use nodeos_build::jobrec::{self, record_path, CcacheLog, Record};
 use nodeos_build::timings::{self, PhaseTimings};
 use nodeos_build::util::{create_dir_all, fmt_duration};
 use nodeos_build::{Arch, Env};
@@ -32,6 +32,9 @@ pub struct PhaseRecord {
     /// What ccache said of the steps' compiles, when they went through it
     /// and it wrote a stats log.
     pub ccache: Option<CcacheLog>,
+    /// Whether ccache's cache was empty when the phase's first step
+    /// through it started (`None`: not noted).
+    pub ccache_started_empty: Option<bool>,
 }
 
 /// Whether a record's job times are those of a cold local build.
@@ -43,6 +46,10 @@ pub enum Coldness {
     /// empty cache, or `CCACHE_RECACHE`): cold compiles plus ccache's
     /// own work on a miss.
     EveryCcacheCallCompiled { calls: usize },
+    /// Through ccache from an empty cache: the hits are this build's own
+    /// compiles met again (the same file for the host and the target
+    /// toolset). A cold build as one with ccache runs.
+    FromEmptyCcache { calls: usize, hits: usize },
     /// Through a cache or farm: cache hits or remote compiles among the
     /// jobs; `hits` when the cache said how many.
     Not {
@@ -63,6 +70,9 @@ impl Coldness {
             Coldness::EveryCcacheCallCompiled { calls } => {
                 format!("through ccache, all {calls} calls compiled: no hit")
             }
+            Coldness::FromEmptyCcache { calls, hits } => format!(
+                "through ccache from an empty cache: {hits} of {calls} calls were hits on this build's own compiles"
+            ),
             Coldness::Not {
                 launcher,
                 hits: Some(log),
@@ -84,6 +94,7 @@ impl PhaseRecord {
             timings::read(dir).with_context(|| format!("{} has no timings.json", dir.display()))?;
         let mut steps = Vec::new();
         let mut ccache: Option<CcacheLog> = None;
+        let mut ccache_started_empty = None;
         for s in &timings.steps {
             let p = record_path(dir, &s.step);
             if p.is_file() {
@@ -92,11 +103,14 @@ impl PhaseRecord {
             if let Some(log) = CcacheLog::read(dir, &s.step) {
                 ccache = Some(ccache.unwrap_or_default() + log);
             }
+            ccache_started_empty =
+                ccache_started_empty.or(jobrec::ccache_started_empty(dir, &s.step));
         }
         Ok(PhaseRecord {
             timings,
             steps,
             ccache,
+            ccache_started_empty,
         })
     }
 
@@ -118,6 +132,12 @@ impl PhaseRecord {
             (None, _) => Coldness::Cold,
             (Some("ccache"), Some(log)) if log.hits == 0 && log.calls > 0 => {
                 Coldness::EveryCcacheCallCompiled { calls: log.calls }
+            }
+            (Some("ccache"), Some(log)) if self.ccache_started_empty == Some(true) => {
+                Coldness::FromEmptyCcache {
+                    calls: log.calls,
+                    hits: log.hits,
+                }
             }
             (Some("ccache"), log) => Coldness::Not {
                 launcher: "ccache",
