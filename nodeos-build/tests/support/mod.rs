@@ -44,8 +44,13 @@ pub fn is_root() -> bool {
 /// Panics with the package to install when a program is missing: these
 /// tests check real daemons and are not skipped silently.
 pub fn need(program: &str, package: &str) -> PathBuf {
+    need_with(program, &format!("apt-get install {package}"))
+}
+
+/// [`need`] for a program installed otherwise than from a Debian package.
+pub fn need_with(program: &str, install: &str) -> PathBuf {
     nodeos_build::host::which(program).unwrap_or_else(|| {
-        panic!("this test needs `{program}` (install it: apt-get install {package}; .ci/run does)")
+        panic!("this test needs `{program}` (install it: {install}; .ci/run does)")
     })
 }
 
