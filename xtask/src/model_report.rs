@@ -169,20 +169,6 @@ impl PhaseRecord {
     }
 }
 
-/// Phase names in the order a build runs them: the newest Node version's
-/// build, then what older versions add.
-fn build_order() -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for nv in node_static::all_versions().iter().rev() {
-        for d in crate::phases::of(nv).unwrap_or_default() {
-            if !names.contains(&d.name) {
-                names.push(d.name);
-            }
-        }
-    }
-    names
-}
-
 /// The published outputs of the phases whose timings the last builds left
 /// in `target/nodeos/logs/<arch>/timings.json`.
 fn published(env: &Env, arch: Arch) -> Vec<PathBuf> {
@@ -518,7 +504,7 @@ pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bo
     };
     let mut rows = std::collections::HashSet::new();
     records.retain(|r| rows.insert((r.timings.arch.clone(), r.timings.phase.clone())));
-    let order = build_order();
+    let order = crate::phases::build_order();
     let build_order = |phase: &str| order.iter().position(|p| p == phase);
     records.sort_by(|a, b| {
         (&a.timings.arch, build_order(&a.timings.phase))

@@ -81,6 +81,20 @@ pub fn names() -> Vec<String> {
     names
 }
 
+/// Phase names in the order a build runs them: the newest Node version's
+/// build, then what older versions add.
+pub fn build_order() -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for nv in node_static::all_versions().iter().rev() {
+        for d in of(nv).expect("versions.toml's recipes name registered packages (tested)") {
+            if !names.contains(&d.name) {
+                names.push(d.name);
+            }
+        }
+    }
+    names
+}
+
 /// Every source `phases` build from, each once (the Linux source serves
 /// the toolchain and the kernel).
 pub fn sources(phases: &[PhaseDecl]) -> Vec<SourceRef> {
@@ -108,6 +122,18 @@ pub fn parse_name(s: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_order_puts_each_phase_after_what_it_needs() {
+        let order = build_order();
+        let at = |n: &str| order.iter().position(|p| p == n).unwrap();
+        assert_eq!(order[0], toolchain::PHASE);
+        assert!(at("pkg-openssl") < at(node_static::PHASE));
+        assert!(at("pkg-brotli") < at(node_static::PHASE));
+        assert!(at(node_static::PHASE) < at(kernel::PHASE));
+        let unique: std::collections::HashSet<&String> = order.iter().collect();
+        assert_eq!(unique.len(), order.len(), "each name once: {order:?}");
+    }
 
     /// In each version's build: names are unique, every declared
     /// dependency is a phase listed before its dependents, and every source
