@@ -378,7 +378,8 @@ fn icecream_farm_compiles_byte_identical_objects_and_survives_losing_the_farm() 
         local_compiles(&client_log),
     );
     eprintln!(
-        "icecc, farm killed mid-build: {remote} remote, {local} local of {}",
+        "icecc, farm killed mid-build: {remote} sent to the farm node, {local} compiled here \
+         (a job the kill cut off counts in both), {} objects",
         set.objects.len()
     );
     assert!(
