@@ -191,13 +191,61 @@ fn published(env: &Env, arch: Arch) -> Vec<PathBuf> {
 /// Launchers that make a compile something other than a local cold one.
 const NOT_COLD_LAUNCHERS: &[&str] = &["ccache", "sccache", "icecc", "distcc"];
 
-/// The launcher a recorded command runs through, if any: a word of it
-/// whose file name is one of [`NOT_COLD_LAUNCHERS`].
+/// The launcher a recorded command runs through, if any: a program the
+/// shell line runs whose file name is one of [`NOT_COLD_LAUNCHERS`]. A
+/// launcher named inside a quoted argument is not run (gyp's makefiles
+/// follow each compile with a `printf` of its command line into a
+/// `.d` file).
 fn launcher_in(command: &str) -> Option<&'static str> {
-    command.split_whitespace().find_map(|w| {
-        let name = Path::new(w.trim_matches(|c| c == '\'' || c == '"')).file_name()?;
+    programs(command).into_iter().find_map(|w| {
+        let name = Path::new(&w).file_name()?;
         NOT_COLD_LAUNCHERS.iter().copied().find(|l| name == *l)
     })
+}
+
+/// The words of a shell line in command position: the first of each
+/// simple command (after `;`, `&`, `|`, `(`), past variable assignments
+/// and `exec`; quotes removed, quoted separators kept as text.
+fn programs(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut at_command = true;
+    let mut quote: Option<char> = None;
+    let mut end_word = |word: &mut String, in_word: &mut bool, at_command: &mut bool| {
+        if *in_word {
+            let assignment = word.split_once('=').is_some_and(|(k, _)| {
+                !k.is_empty() && k.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+            });
+            if *at_command && !assignment && word != "exec" {
+                out.push(std::mem::take(word));
+                *at_command = false;
+            }
+            word.clear();
+            *in_word = false;
+        }
+    };
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, ';' | '&' | '|' | '(' | ')') => {
+                end_word(&mut word, &mut in_word, &mut at_command);
+                at_command = true;
+            }
+            (None, c) if c.is_whitespace() => end_word(&mut word, &mut in_word, &mut at_command),
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    end_word(&mut word, &mut in_word, &mut at_command);
+    out
 }
 
 /// The model table for the given phase outputs.
@@ -565,6 +613,14 @@ mod tests {
             ("/opt/tc/bin/x86_64-linux-musl-g++ -o a.o -c a.cc", None),
             ("gcc -c ccache.c -o ccache.o", None),
             ("touch stamps/ccache-done", None),
+            ("CCACHE_DIR=/c exec ccache gcc -c x.c", Some("ccache")),
+            ("cd dir && ccache gcc -c x.c", Some("ccache")),
+            // gyp's record of the compile's command line, after it ran.
+            (
+                "printf '%s\\n' 'cmd_out/a.o := /usr/bin/ccache g++ -c a.cc; x' > out/.deps/a.o.d",
+                None,
+            ),
+            ("echo \"ccache; distcc\" | sed s/a/b/", None),
         ];
         for (cmd, want) in cases {
             assert_eq!(launcher_in(cmd), want, "{cmd}");
