@@ -188,6 +188,9 @@ fn published(env: &Env, arch: Arch) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Why a built phase has no job record.
+const UNRECORDED: &str = "no job record: built without make, or before job records were kept";
+
 /// Launchers that make a compile something other than a local cold one.
 const NOT_COLD_LAUNCHERS: &[&str] = &["ccache", "sccache", "icecc", "distcc"];
 
@@ -489,13 +492,15 @@ pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bo
     dirs.retain(|d| seen.insert(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone())));
     let mut records = Vec::new();
     let mut left_out = Vec::new();
+    let mut unrecorded = Vec::new();
     for d in &dirs {
         let r = PhaseRecord::read(d)?;
         if r.steps.is_empty() {
             eprintln!(
-                "{} {}: no job record (no make step, or built before job records were kept); skipped",
+                "{} {}: {UNRECORDED}; skipped",
                 r.timings.arch, r.timings.phase
             );
+            unrecorded.push(format!("{} {}", r.timings.arch, r.timings.phase));
             continue;
         }
         let coldness = r.coldness();
@@ -573,6 +578,9 @@ pub fn run(env: &Env, arches: &[Arch], extra: &[PathBuf], check: bool, write: bo
     }
     if !left_out.is_empty() {
         let _ = writeln!(md, "Left out: {}.\n", left_out.join("; "));
+    }
+    if !unrecorded.is_empty() {
+        let _ = writeln!(md, "No row ({UNRECORDED}): {}.\n", unrecorded.join(", "));
     }
     if let Some(text) = checked {
         md.push_str(&text);
