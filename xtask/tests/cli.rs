@@ -237,7 +237,7 @@ fn missing_qemu_is_named_before_any_build() {
 fn offline_fetch_lists_every_missing_file() {
     let d = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["fetch", "--offline"])
+        .args(["fetch", "--offline", "--node", "18"])
         .env("NODEOS_CACHE_DIR", d.path().join("cache"))
         .env_remove("NODEOS_DL_DIR")
         .env_remove("NODEOS_SOURCE_VARIANT")
@@ -245,7 +245,7 @@ fn offline_fetch_lists_every_missing_file() {
         .unwrap();
     let err = failure_text(&o);
     // One run names the files of every package and where they go, the
-    // library packages the chosen Node (18, the default) links included:
+    // library packages the chosen Node (18) links included:
     // brotli, and not zlib (Node 18 builds its bundled zlib).
     for file in ["binutils-", "gcc-", "musl-", "linux-", "node", "brotli-"] {
         assert!(err.contains(file), "{file} not listed:\n{err}");
@@ -273,14 +273,21 @@ fn offline_fetch_lists_every_missing_file() {
     );
 }
 
-/// `fetch --node 22` fetches the sources of Node 22's build: its eleven
-/// library packages with the entries its recipe pins (brotli 1.1.0, not
-/// Node 18's 1.0.9).
+/// `fetch --node 22`, and `fetch` with no `--node` (22 is the default),
+/// fetch the sources of Node 22's build: its eleven library packages with
+/// the entries its recipe pins (brotli 1.1.0, not Node 18's 1.0.9).
 #[test]
 fn offline_fetch_of_node_22_lists_its_library_packages() {
+    for node in [&["--node", "22"][..], &[]] {
+        offline_fetch_lists_node_22s_packages(node);
+    }
+}
+
+fn offline_fetch_lists_node_22s_packages(node: &[&str]) {
     let d = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["fetch", "--offline", "--node", "22"])
+        .args(["fetch", "--offline"])
+        .args(node)
         .env("NODEOS_CACHE_DIR", d.path().join("cache"))
         .env_remove("NODEOS_DL_DIR")
         .env_remove("NODEOS_SOURCE_VARIANT")

@@ -1,5 +1,6 @@
 //! `cargo xtask node-test` resumes from its journal, in a real guest with
-//! the static node `cargo xtask node --arch x86_64` builds. Ignored: CI
+//! the static node `cargo xtask node --node 18 --arch x86_64` builds
+//! (the version whose full suite ran here). Ignored: CI
 //! does not build that node (≈ 1 h 10 min). Run it with
 //! `cargo test -p xtask --test node_test_resume -- --ignored` where that
 //! node is in the cache; it boots QEMU three times (TCG: a few minutes).
@@ -17,7 +18,8 @@ struct Run {
 
 fn node_test(target: &Path, filter: &str, extra: &[&str]) -> Run {
     let o: Output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["node-test", "--arch", "x86_64", "--min-pass-rate", "0"])
+        .args(["node-test", "--node", "18", "--arch", "x86_64"])
+        .args(["--min-pass-rate", "0"])
         .args(["--filter", filter])
         .args(extra)
         .env("NODEOS_TARGET_DIR", target)
@@ -78,7 +80,7 @@ fn journaled_results(path: &Path) -> usize {
 }
 
 #[test]
-#[ignore = "needs the static x86_64 node (`cargo xtask node --arch x86_64`) and boots QEMU three times"]
+#[ignore = "needs the static x86_64 Node 18 (`cargo xtask node --node 18 --arch x86_64`) and boots QEMU three times"]
 fn a_rerun_takes_its_results_from_the_journal_and_runs_only_new_files() {
     let target = tempfile::tempdir().unwrap();
 
