@@ -208,47 +208,74 @@ fn launcher_in(command: &str) -> Option<&'static str> {
 
 /// The words of a shell line in command position: the first of each
 /// simple command (after `;`, `&`, `|`, `(`), past variable assignments
-/// and `exec`; quotes removed, quoted separators kept as text.
+/// and `exec`; quotes and backslashes removed, quoted separators kept as
+/// text.
 fn programs(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut at_command = true;
+    let mut words = CommandWords::default();
     let mut quote: Option<char> = None;
-    let mut end_word = |word: &mut String, in_word: &mut bool, at_command: &mut bool| {
-        if *in_word {
-            let assignment = word.split_once('=').is_some_and(|(k, _)| {
-                !k.is_empty() && k.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
-            });
-            if *at_command && !assignment && word != "exec" {
-                out.push(std::mem::take(word));
-                *at_command = false;
-            }
-            word.clear();
-            *in_word = false;
-        }
-    };
-    for c in line.chars() {
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
         match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), c) => word.push(c),
+            (Some('\''), '\'') | (Some('"'), '"') => quote = None,
+            (Some('\''), c) => words.push(c),
+            (_, '\\') => words.push(chars.next().unwrap_or('\\')),
+            (Some(_), c) => words.push(c),
             (None, '\'' | '"') => {
                 quote = Some(c);
-                in_word = true;
+                words.in_word = true;
             }
             (None, ';' | '&' | '|' | '(' | ')') => {
-                end_word(&mut word, &mut in_word, &mut at_command);
-                at_command = true;
+                words.end();
+                words.at_command = true;
             }
-            (None, c) if c.is_whitespace() => end_word(&mut word, &mut in_word, &mut at_command),
-            (None, c) => {
-                word.push(c);
-                in_word = true;
-            }
+            (None, c) if c.is_whitespace() => words.end(),
+            (None, c) => words.push(c),
         }
     }
-    end_word(&mut word, &mut in_word, &mut at_command);
-    out
+    words.end();
+    words.programs
+}
+
+/// [`programs`]' state: the word being read and whether it is in command
+/// position.
+struct CommandWords {
+    programs: Vec<String>,
+    word: String,
+    in_word: bool,
+    at_command: bool,
+}
+
+impl Default for CommandWords {
+    fn default() -> Self {
+        CommandWords {
+            programs: Vec::new(),
+            word: String::new(),
+            in_word: false,
+            at_command: true,
+        }
+    }
+}
+
+impl CommandWords {
+    fn push(&mut self, c: char) {
+        self.word.push(c);
+        self.in_word = true;
+    }
+
+    fn end(&mut self) {
+        if !self.in_word {
+            return;
+        }
+        let word = std::mem::take(&mut self.word);
+        self.in_word = false;
+        let assignment = word.split_once('=').is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+        });
+        if self.at_command && !assignment && word != "exec" {
+            self.programs.push(word);
+            self.at_command = false;
+        }
+    }
 }
 
 /// The model table for the given phase outputs.
@@ -629,6 +656,8 @@ mod tests {
                 None,
             ),
             ("echo \"ccache; distcc\" | sed s/a/b/", None),
+            ("echo \\\"; ccache gcc -c x.c", Some("ccache")),
+            ("echo \"a \\\" ccache\"", None),
         ];
         for (cmd, want) in cases {
             assert_eq!(launcher_in(cmd), want, "{cmd}");
