@@ -139,7 +139,7 @@ pub fn version(major: &str) -> Result<&'static NodeVersion> {
 }
 
 /// Node 18's sources (sources.toml).
-pub fn manifest() -> Manifest {
+pub fn node18_manifest() -> Manifest {
     version("18").expect("declared").manifest.clone()
 }
 

@@ -35,7 +35,7 @@ fn debian_tree_has_embedded_builtins() {
     // fetched once per machine, not once per test run.
     env.dl_dir = real_dl_dir();
     env.cache_dir = env.dl_dir.parent().unwrap().to_path_buf();
-    let manifest = node_static::manifest();
+    let manifest = node_static::node18_manifest();
     std::env::set_var("NODEOS_SOURCE_VARIANT", "debian");
     let mut fetcher = Fetcher::new(&env).unwrap();
     let node =

@@ -115,7 +115,7 @@ fn prepare(arch: Arch) -> anyhow::Result<DebianNode> {
         include_str!("../data/debian-node-fixture.toml"),
         "qemu-tests/tests/data/debian-node-fixture.toml",
     )?;
-    let builtins = node_static::manifest();
+    let builtins = node_static::node18_manifest();
     let env = nodeos_build::Env::new(&super::workspace_root(), None, false, false)?;
     let mut fetcher = Fetcher::new(&env)?;
     let mut debs = Vec::new();

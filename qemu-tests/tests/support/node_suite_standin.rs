@@ -181,7 +181,7 @@ pub fn test_tools(arch: Arch) -> qemu_tests::node_suite::tools::TestTools {
 /// manifest's tarball (fetched if missing), extracted under `work`.
 pub fn node_test_tree(version: &str, work: &Path) -> PathBuf {
     let env = env();
-    let m = node_static::manifest();
+    let m = node_static::node18_manifest();
     let chosen = fetch::choose(&env, &m, "node").unwrap();
     assert_eq!(
         chosen.main.version, version,
