@@ -120,6 +120,78 @@ fn words(job: &Job) -> Vec<&str> {
         .collect()
 }
 
+/// The words of a shell line in command position: the first of each
+/// simple command (after `;`, `&`, `|`, `(`), past variable assignments
+/// and `exec`; quotes and backslashes removed, quoted separators kept as
+/// text.
+pub fn programs(line: &str) -> Vec<String> {
+    let mut words = CommandWords::default();
+    let mut quote: Option<char> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some('\''), '\'') | (Some('"'), '"') => quote = None,
+            (Some('\''), c) => words.push(c),
+            (_, '\\') => words.push(chars.next().unwrap_or('\\')),
+            (Some(_), c) => words.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                words.in_word = true;
+            }
+            (None, ';' | '&' | '|' | '(' | ')') => {
+                words.end();
+                words.at_command = true;
+            }
+            (None, c) if c.is_whitespace() => words.end(),
+            (None, c) => words.push(c),
+        }
+    }
+    words.end();
+    words.programs
+}
+
+/// [`programs`]' state: the word being read and whether it is in command
+/// position.
+struct CommandWords {
+    programs: Vec<String>,
+    word: String,
+    in_word: bool,
+    at_command: bool,
+}
+
+impl Default for CommandWords {
+    fn default() -> Self {
+        CommandWords {
+            programs: Vec::new(),
+            word: String::new(),
+            in_word: false,
+            at_command: true,
+        }
+    }
+}
+
+impl CommandWords {
+    fn push(&mut self, c: char) {
+        self.word.push(c);
+        self.in_word = true;
+    }
+
+    fn end(&mut self) {
+        if !self.in_word {
+            return;
+        }
+        let word = std::mem::take(&mut self.word);
+        self.in_word = false;
+        let assignment = word.split_once('=').is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+        });
+        if self.at_command && !assignment && word != "exec" {
+            self.programs.push(word);
+            self.at_command = false;
+        }
+    }
+}
+
 fn program_name(w: &str) -> &str {
     w.rsplit('/').next().unwrap_or(w)
 }
