@@ -1,5 +1,5 @@
 //! Checks of node's duties as PID 1 (patches/node-*/0001-nodeos-init.patch):
-//! what needs /proc, /sys, /dev and /tmp mounted; the host name and
+//! the root it runs from; what needs /proc, /sys, /dev and /tmp mounted; the host name and
 //! `localhost`; node's own children keeping their exit statuses while
 //! orphans are reaped; TLS with Node's bundled CA store and with
 //! `NODE_EXTRA_CA_CERTS`.
@@ -16,6 +16,7 @@ use super::{Expected, NodeExpectations, Probe, js_string, marker_js};
 
 /// Probes whose expected values hold only in a NodeOS guest.
 pub const GUEST_ONLY_KEYS: &[&str] = &[
+    "rootfs",
     "mounts",
     "devlinks",
     "users",
@@ -24,6 +25,9 @@ pub const GUEST_ONLY_KEYS: &[&str] = &[
     "orphans",
     "bindingpid1",
 ];
+
+/// statfs(2)'s f_type of a ramfs (linux/magic.h), in hex.
+const RAMFS_MAGIC: &str = "858458f6";
 
 /// Node's bundled root store holds about 140 certificates (Mozilla's list);
 /// "well above 100", and a bound that a system store would not fit.
@@ -61,6 +65,14 @@ pub(super) fn probes(exp: &NodeExpectations) -> Vec<Probe> {
             "fds",
             "['0','1','2'].every(f=>require('fs').readdirSync('/proc/self/fd').includes(f))",
             Expected::Equals("true".into()),
+        ),
+        // The kernel's built-in `rootfstype=ramfs` (kernel/config/common.config):
+        // a tmpfs root would cap the unpacked initramfs at half the RAM.
+        Probe::new(
+            "root is a ramfs",
+            "rootfs",
+            "require('fs').statfsSync('/').type.toString(16)",
+            Expected::Equals(RAMFS_MAGIC.into()),
         ),
         Probe::new(
             "mounts",
