@@ -108,75 +108,58 @@ pub enum JobKind {
     Trivial,
 }
 
-fn words(job: &Job) -> Vec<&str> {
-    job.head
-        .split(|c: char| c.is_whitespace() || c == ';' || c == '\'' || c == '"' || c == '|')
-        .chain(
-            job.tail.split(|c: char| {
-                c.is_whitespace() || c == ';' || c == '\'' || c == '"' || c == '|'
-            }),
-        )
-        .filter(|w| !w.is_empty())
-        .collect()
-}
-
-/// The words of a shell line in command position: the first of each
-/// simple command (after `;`, `&`, `|`, `(`), past variable assignments
-/// and `exec`; quotes and backslashes removed, quoted separators kept as
-/// text.
-pub fn programs(line: &str) -> Vec<String> {
-    let mut words = CommandWords::default();
+/// The simple commands of a shell line (split at `;`, `&`, `|`, `(`,
+/// `)`), each as its words with quotes and backslashes removed, past
+/// leading variable assignments and `exec`. A quoted separator stays text:
+/// `printf '%s' 'gcc -c x.c'` is one command of two arguments.
+pub fn commands(line: &str) -> Vec<Vec<String>> {
+    let mut reader = CommandReader::default();
     let mut quote: Option<char> = None;
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
         match (quote, c) {
             (Some('\''), '\'') | (Some('"'), '"') => quote = None,
-            (Some('\''), c) => words.push(c),
-            (_, '\\') => words.push(chars.next().unwrap_or('\\')),
-            (Some(_), c) => words.push(c),
+            (Some('\''), c) => reader.push(c),
+            (_, '\\') => reader.push(chars.next().unwrap_or('\\')),
+            (Some(_), c) => reader.push(c),
             (None, '\'' | '"') => {
                 quote = Some(c);
-                words.in_word = true;
+                reader.in_word = true;
             }
-            (None, ';' | '&' | '|' | '(' | ')') => {
-                words.end();
-                words.at_command = true;
-            }
-            (None, c) if c.is_whitespace() => words.end(),
-            (None, c) => words.push(c),
+            (None, ';' | '&' | '|' | '(' | ')') => reader.end_command(),
+            (None, c) if c.is_whitespace() => reader.end_word(),
+            (None, c) => reader.push(c),
         }
     }
-    words.end();
-    words.programs
+    reader.end_command();
+    reader.commands
 }
 
-/// [`programs`]' state: the word being read and whether it is in command
-/// position.
-struct CommandWords {
-    programs: Vec<String>,
+/// The program each simple command of a shell line runs (its first word;
+/// see [`commands`]).
+pub fn programs(line: &str) -> Vec<String> {
+    commands(line)
+        .into_iter()
+        .filter_map(|c| c.into_iter().next())
+        .collect()
+}
+
+/// [`commands`]' state: the word being read and the command it goes in.
+#[derive(Default)]
+struct CommandReader {
+    commands: Vec<Vec<String>>,
+    command: Vec<String>,
     word: String,
     in_word: bool,
-    at_command: bool,
 }
 
-impl Default for CommandWords {
-    fn default() -> Self {
-        CommandWords {
-            programs: Vec::new(),
-            word: String::new(),
-            in_word: false,
-            at_command: true,
-        }
-    }
-}
-
-impl CommandWords {
+impl CommandReader {
     fn push(&mut self, c: char) {
         self.word.push(c);
         self.in_word = true;
     }
 
-    fn end(&mut self) {
+    fn end_word(&mut self) {
         if !self.in_word {
             return;
         }
@@ -185,9 +168,16 @@ impl CommandWords {
         let assignment = word.split_once('=').is_some_and(|(k, _)| {
             !k.is_empty() && k.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
         });
-        if self.at_command && !assignment && word != "exec" {
-            self.programs.push(word);
-            self.at_command = false;
+        if self.command.is_empty() && (assignment || word == "exec") {
+            return;
+        }
+        self.command.push(word);
+    }
+
+    fn end_command(&mut self) {
+        self.end_word();
+        if !self.command.is_empty() {
+            self.commands.push(std::mem::take(&mut self.command));
         }
     }
 }
@@ -208,11 +198,39 @@ fn is_linker(w: &str) -> bool {
     n == "ld" || n.ends_with("-ld") || n == "ld.bfd" || n == "ld.gold"
 }
 
+fn is_archiver(w: &str) -> bool {
+    let n = program_name(w);
+    n == "ar" || n.ends_with("-ar") || n == "ranlib" || n.ends_with("-ranlib")
+}
+
+/// Programs that run the command given in their arguments: compiler
+/// launchers and `xargs`.
+const RUNNERS: &[&str] = &[
+    "ccache", "sccache", "icecc", "distcc", "xargs", "env", "nice",
+];
+
+/// The tool a simple command runs and its arguments: past [`RUNNERS`] and
+/// their options.
+fn tool(command: &[String]) -> Option<(&str, &[String])> {
+    let mut rest = command;
+    while let Some((first, args)) = rest.split_first() {
+        if !RUNNERS.contains(&program_name(first)) {
+            return Some((first.as_str(), args));
+        }
+        rest = args;
+        while rest.first().is_some_and(|w| w.starts_with('-')) {
+            rest = &rest[1..];
+        }
+    }
+    None
+}
+
 /// kbuild announces each command with a short tag (`echo '  CC      x.o'`)
 /// before a long preamble of traps, so a record's head may hold the tag but
 /// not the compiler: the tag says what the command is.
-fn kbuild_kind(w: &[&str], target: &str) -> Option<JobKind> {
-    let tag = w.windows(2).find(|p| p[0] == "echo").map(|p| p[1])?;
+fn kbuild_kind(commands: &[Vec<String>], target: &str) -> Option<JobKind> {
+    let echo = commands.iter().find(|c| c[0] == "echo")?;
+    let tag = echo.get(1)?.split_whitespace().next()?;
     match tag {
         "CC" | "AS" | "CXX" if target.ends_with(".o") => Some(JobKind::Compile),
         "AR" => Some(JobKind::Archive),
@@ -220,25 +238,41 @@ fn kbuild_kind(w: &[&str], target: &str) -> Option<JobKind> {
     }
 }
 
+/// What a recorded job is, from the programs its shell line runs. When the
+/// record keeps only the head and tail of a long line, the head's last
+/// command goes on in the tail: the tail's words count as its arguments.
 pub fn classify(job: &Job) -> JobKind {
-    let w = words(job);
-    if let Some(kind) = kbuild_kind(&w, &job.target) {
+    let mut cmds = commands(&job.head);
+    if let Some(kind) = kbuild_kind(&cmds, &job.target) {
         return kind;
     }
-    let has = |s: &str| w.contains(&s);
-    if w.iter().any(|x| {
-        let n = program_name(x);
-        n == "ar" || n.ends_with("-ar") || n == "ranlib" || n.ends_with("-ranlib")
-    }) || (has("-r") && w.iter().any(|x| is_linker(x)))
-        || job.target.ends_with(".a")
+    if let Some(last) = cmds.last_mut() {
+        last.extend(
+            job.tail
+                .split_whitespace()
+                .map(|w| w.trim_matches(['\'', '"']).to_owned()),
+        );
+    }
+    let tools: Vec<(&str, &[String])> = cmds.iter().filter_map(|c| tool(c)).collect();
+    let has = |args: &[String], flag: &str| args.iter().any(|a| a == flag);
+    if job.target.ends_with(".a")
+        || tools
+            .iter()
+            .any(|(t, args)| is_archiver(t) || (is_linker(t) && has(args, "-r")))
     {
         return JobKind::Archive;
     }
-    let compiles = has("-c") || has("-S");
-    if compiles && w.iter().any(|x| is_compiler(x)) {
+    let compiles = |args: &[String]| has(args, "-c") || has(args, "-S");
+    if tools
+        .iter()
+        .any(|(t, args)| is_compiler(t) && compiles(args))
+    {
         return JobKind::Compile;
     }
-    if !compiles && has("-o") && w.iter().any(|x| is_compiler(x) || is_linker(x)) {
+    if tools
+        .iter()
+        .any(|(t, args)| (is_compiler(t) || is_linker(t)) && has(args, "-o"))
+    {
         return JobKind::Link;
     }
     if job.secs() >= SERIAL_STEP_SECS {
@@ -677,6 +711,56 @@ mod tests {
             JobKind::Generator
         );
         assert_eq!(k("mkdir -p out/obj", 0.01), JobKind::Trivial);
+        // gyp: a compile through a launcher, and the printf of its command
+        // line into a depfile, which runs no compiler.
+        assert_eq!(
+            k(
+                "/usr/bin/ccache /tc/bin/x86_64-linux-musl-gcc -o x.o ../x.c '-DA=1' -c",
+                1.0
+            ),
+            JobKind::Compile
+        );
+        assert_eq!(
+            k(
+                "printf '%s\\n' 'cmd_x.o := ccache gcc -o x.o x.c -c' > x.d",
+                0.001
+            ),
+            JobKind::Trivial
+        );
+        // A long line cut in its middle: the tail's words are the head's last
+        // command's arguments, wherever the cut fell.
+        let long = |head: &str, tail: &str| Job {
+            head: head.into(),
+            tail: tail.into(),
+            ..job("c", None, 0.0, 0.001, "x.o", "")
+        };
+        assert_eq!(
+            classify(&long("ccache g++ -o x.o x.cc '-DA", "-DB' -O2 -c")),
+            JobKind::Compile
+        );
+        assert_eq!(
+            classify(&long(
+                "printf '%s\\n' 'cmd_x.o := ccache g++ -o x.o",
+                "-O2 -c' > x.d"
+            )),
+            JobKind::Trivial
+        );
+    }
+
+    #[test]
+    fn a_shell_line_reads_as_its_simple_commands() {
+        let c =
+            commands("A=1 exec gcc -c 'a b.c' && printf '%s;%s' x y | xargs -0 ar rc l.a; (cd d)");
+        assert_eq!(
+            c,
+            vec![
+                vec!["gcc", "-c", "a b.c"],
+                vec!["printf", "%s;%s", "x", "y"],
+                vec!["xargs", "-0", "ar", "rc", "l.a"],
+                vec!["cd", "d"],
+            ]
+        );
+        assert_eq!(programs("echo \\' gcc -c; ls"), vec!["echo", "ls"]);
     }
 
     #[test]
