@@ -203,18 +203,23 @@ fn is_archiver(w: &str) -> bool {
     n == "ar" || n.ends_with("-ar") || n == "ranlib" || n.ends_with("-ranlib")
 }
 
-/// Programs that run the command given in their arguments: compiler
-/// launchers and `xargs`.
-const RUNNERS: &[&str] = &[
-    "ccache", "sccache", "icecc", "distcc", "xargs", "env", "nice",
-];
+/// Whether a program runs the command given in its arguments: a compiler
+/// launcher, or one of [`COMMAND_RUNNERS`].
+fn runs_a_command(w: &str) -> bool {
+    use nodeos_build::launcher::Kind;
+    Kind::of_program(std::path::Path::new(w)) != Kind::Other
+        || COMMAND_RUNNERS.contains(&program_name(w))
+}
 
-/// The tool a simple command runs and its arguments: past [`RUNNERS`] and
-/// their options.
+/// Programs other than launchers that run the command in their arguments.
+const COMMAND_RUNNERS: &[&str] = &["xargs", "env", "nice"];
+
+/// The tool a simple command runs and its arguments: past launchers and
+/// [`COMMAND_RUNNERS`], and their options.
 fn tool(command: &[String]) -> Option<(&str, &[String])> {
     let mut rest = command;
     while let Some((first, args)) = rest.split_first() {
-        if !RUNNERS.contains(&program_name(first)) {
+        if !runs_a_command(first) {
             return Some((first.as_str(), args));
         }
         rest = args;

@@ -7,6 +7,7 @@
 use crate::bench_model::{contention, graph, makespan, makespan_with, Contention, Graph};
 use anyhow::{bail, Context, Result};
 use nodeos_build::jobrec::{self, record_path, CcacheLog, Record};
+use nodeos_build::launcher;
 use nodeos_build::timings::{self, PhaseTimings};
 use nodeos_build::util::{create_dir_all, fmt_duration};
 use nodeos_build::{Arch, Env};
@@ -192,20 +193,15 @@ fn published(env: &Env, arch: Arch) -> Vec<PathBuf> {
 const UNRECORDED: &str = "no job record: built without make, or before job records were kept";
 
 /// Launchers that make a compile something other than a local cold one.
-const NOT_COLD_LAUNCHERS: &[&str] = &["ccache", "sccache", "icecc", "distcc"];
-
 /// The launcher a recorded command runs through, if any: a program the
-/// shell line runs whose file name is one of [`NOT_COLD_LAUNCHERS`]. A
+/// shell line runs that is a known launcher (`launcher::Kind`). A
 /// launcher named inside a quoted argument is not run (gyp's makefiles
 /// follow each compile with a `printf` of its command line into a
 /// `.d` file).
 fn launcher_in(command: &str) -> Option<&'static str> {
     crate::bench_model::programs(command)
         .into_iter()
-        .find_map(|w| {
-            let name = Path::new(&w).file_name()?;
-            NOT_COLD_LAUNCHERS.iter().copied().find(|l| name == *l)
-        })
+        .find_map(|w| launcher::Kind::of_program(Path::new(&w)).program_name())
 }
 
 /// The model table for the given phase outputs.

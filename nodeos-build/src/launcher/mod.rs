@@ -31,16 +31,27 @@ pub enum Kind {
     Other,
 }
 
+/// The launchers known by their program's file name.
+const KNOWN: [(&str, Kind); 4] = [
+    ("ccache", Kind::Ccache),
+    ("sccache", Kind::Sccache),
+    ("distcc", Kind::Distcc),
+    ("icecc", Kind::Icecc),
+];
+
 impl Kind {
     /// From the program's file name (`/usr/lib/ccache/ccache` → Ccache).
     pub fn of_program(program: &Path) -> Kind {
-        match program.file_name().and_then(|n| n.to_str()).unwrap_or("") {
-            "ccache" => Kind::Ccache,
-            "sccache" => Kind::Sccache,
-            "distcc" => Kind::Distcc,
-            "icecc" => Kind::Icecc,
-            _ => Kind::Other,
-        }
+        let name = program.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        KNOWN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(Kind::Other, |(_, k)| *k)
+    }
+
+    /// The program's file name of a known launcher; `None` for `Other`.
+    pub fn program_name(self) -> Option<&'static str> {
+        KNOWN.iter().find(|(_, k)| *k == self).map(|(n, _)| *n)
     }
 }
 

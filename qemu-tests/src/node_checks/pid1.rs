@@ -1,7 +1,7 @@
 //! Checks of node's duties as PID 1 (patches/node-*/0001-nodeos-init.patch):
-//! the root it runs from; what needs /proc, /sys, /dev and /tmp mounted; the host name and
-//! `localhost`; node's own children keeping their exit statuses while
-//! orphans are reaped; TLS with Node's bundled CA store and with
+//! the root it runs from; what needs /proc, /sys, /dev and /tmp mounted;
+//! the host name and `localhost`; node's own children keeping their exit
+//! statuses while orphans are reaped; TLS with Node's bundled CA store and with
 //! `NODE_EXTRA_CA_CERTS`.
 //!
 //! Values that only a NodeOS guest can give (its mounts, `node:nodeos`, the
